@@ -1,0 +1,393 @@
+"""The operators' admin. Every write goes through the services, so a rule that
+refuses something in the API refuses it here with the same message."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
+
+from promotions import services as promotion_services
+from promotions.admin import error_text, run_for_each
+
+from . import services
+from .models import Artifact, Cluster, EnvVar, Environment, Resource, SourceType
+
+
+def attach_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Put service errors next to the form field they name; the rest at the top."""
+    for field, messages_ in exc.message_dict.items():
+        for message in messages_:
+            form.add_error(field if field in form.fields else None, message)
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+class SecretInput(forms.PasswordInput):
+    def __init__(self):
+        super().__init__(render_value=False, attrs={"autocomplete": "new-password"})
+
+
+class ClusterForm(forms.ModelForm):
+    """Credentials are write-only: the form never shows them back; blank keeps what is stored."""
+
+    SECRET_FIELDS = ("token", "kubeconfig", "registry_password")
+    token = forms.CharField(required=False, widget=SecretInput(), help_text="Leave blank to keep the stored token.")
+    kubeconfig = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "(write-only)"}),
+        help_text="Leave blank to keep the stored kubeconfig.",
+    )
+    registry_password = forms.CharField(required=False, widget=SecretInput(), help_text="Leave blank to keep.")
+    clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored token, kubeconfig and registry password.")
+
+    class Meta:
+        model = Cluster
+        fields = ["name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.SECRET_FIELDS:
+            self.initial[field] = ""
+            stored = getattr(self.instance, field, "") if self.instance.pk else ""
+            self.fields[field].help_text = f"Currently {'set' if stored else 'not set'}. " + self.fields[field].help_text
+
+    def clean_kubeconfig(self):
+        value = self.cleaned_data["kubeconfig"]
+        if value:
+            import yaml
+
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise ValidationError(f"Not valid YAML: {exc}") from exc
+            if not isinstance(parsed, dict) or not parsed.get("clusters"):
+                raise ValidationError("A kubeconfig needs at least one entry under 'clusters'.")
+        return value
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        stored = Cluster.objects.filter(pk=instance.pk).first() if instance.pk else None
+        for field in self.SECRET_FIELDS:
+            if self.cleaned_data.get("clear_credentials"):
+                setattr(instance, field, "")
+            elif not self.cleaned_data.get(field) and stored is not None:
+                setattr(instance, field, getattr(stored, field))
+        if commit:
+            instance.save()
+        return instance
+
+
+@admin.register(Cluster)
+class ClusterAdmin(admin.ModelAdmin):
+    form = ClusterForm
+    list_display = ["name", "slug", "api_url", "registry", "token_status", "kubeconfig_status", "environment_count"]
+    search_fields = ["name", "slug", "api_url", "registry"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_environments=Count("environments"))
+
+    @admin.display(description="Environments", ordering="_environments")
+    def environment_count(self, obj):
+        return obj._environments
+
+    @admin.display(description="Token")
+    def token_status(self, obj):
+        return obj.token_status
+
+    @admin.display(description="Kubeconfig")
+    def kubeconfig_status(self, obj):
+        return obj.kubeconfig_status
+
+
+# --- environments -----------------------------------------------------------------------------
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "slug", "cluster", "namespace", "protected", "position", "resource_count"]
+    list_filter = ["project", "cluster", "protected"]
+    search_fields = ["name", "slug", "namespace", "project__name", "project__slug"]
+    list_select_related = ["project", "cluster"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_resources=Count("resources"))
+
+    @admin.display(description="Resources", ordering="_resources")
+    def resource_count(self, obj):
+        return obj._resources
+
+    def delete_model(self, request, obj):
+        services.environment_delete(environment=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for environment in queryset:
+            try:
+                services.environment_delete(environment=environment, actor=request.user)
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, error_text(exc), messages.ERROR)
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+class EnvVarForm(forms.ModelForm):
+    """A secret's value is never shown back; leaving it blank keeps the stored one."""
+
+    value = forms.CharField(required=False, widget=forms.TextInput(attrs={"size": 40}))
+
+    class Meta:
+        model = EnvVar
+        fields = ["name", "value", "secret"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.secret:
+            self.initial["value"] = ""
+            self.fields["value"].widget = SecretInput()
+            self.fields["value"].help_text = "Secret: currently set; leave blank to keep."
+
+
+class EnvVarInline(admin.TabularInline):
+    model = EnvVar
+    form = EnvVarForm
+    extra = 0
+
+
+class ResourceForm(forms.ModelForm):
+    database_url = forms.CharField(
+        required=False, widget=SecretInput(), label="Database URL",
+        help_text="Secret, write-only. Leave blank to keep the stored value.",
+    )
+    clear_database_url = forms.BooleanField(required=False, label="Clear database URL")
+    ports = forms.JSONField(
+        required=False, initial=list,
+        help_text='List of ports, e.g. [8080] or [{"name": "http", "port": 8080, "protocol": "TCP"}].',
+    )
+
+    class Meta:
+        model = Resource
+        fields = [
+            "environment", "name", "kind", "source_type", "image", "promote_from", "binding", "pinned_digest",
+            "runtime", "ports", "replicas", "ingress_host", "database_url", "schedule",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial["database_url"] = ""
+        if self.instance.pk:
+            self.fields["database_url"].help_text = (
+                f"Secret, currently {'set' if self.instance.database_url else 'not set'}; leave blank to keep."
+            )
+            for field in ("environment", "name", "kind"):
+                self.fields[field].disabled = True
+
+    def clean(self):
+        """Run the services' own validation, so admin and API refuse the same things."""
+        data = super().clean()
+        if self.errors:
+            return data
+        ports = data.get("ports") if data.get("ports") is not None else []
+        source = {
+            "source_type": data.get("source_type") or SourceType.IMAGE,
+            "image": data.get("image") or "",
+            "promote_from": data.get("promote_from"),
+            "binding": data.get("binding") or "",
+            "pinned_digest": (data.get("pinned_digest") or "").strip(),
+        }
+        config = {
+            "runtime": data.get("runtime") or "", "ports": ports, "replicas": data.get("replicas"),
+            "ingress_host": data.get("ingress_host") or "", "schedule": data.get("schedule") or "",
+        }
+        if data.get("clear_database_url"):
+            config["database_url"] = ""
+        elif data.get("database_url"):
+            config["database_url"] = data["database_url"]
+        try:
+            if self.instance.pk:
+                plan = services.validate_resource_update(resource=self.instance, **source, **config)
+                self.service_call = {"changes": {**source, **config}, "config": plan["config"]}
+            else:
+                cleaned = services.validate_resource_create(
+                    environment=data["environment"], name=data["name"], kind=data["kind"], **source, **config
+                )
+                cleaned.pop("env")
+                self.service_call = {"arguments": cleaned}
+        except ValidationError as exc:
+            attach_errors(self, exc)
+        return data
+
+    def _post_clean(self):
+        # Model-level validation would judge the raw form values (e.g. a stale
+        # binding next to source=image) before the service normalises them;
+        # the service's validation in clean() is the one that counts.
+        from django.forms.models import construct_instance
+
+        self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
+
+
+class ResourceAdmin(admin.ModelAdmin):
+    form = ResourceForm
+    inlines = [EnvVarInline]
+    list_display = ["name", "environment", "kind", "source_summary", "short_digest", "phase", "reconciled_at"]
+    list_filter = ["kind", "source_type", "binding", "phase", "environment__project", "environment"]
+    search_fields = ["name", "image", "current_digest", "pinned_digest", "environment__slug", "environment__project__slug"]
+    list_select_related = ["environment__project", "promote_from__environment__project"]
+    autocomplete_fields = ["promote_from"]
+    readonly_fields = ["current_digest", "current_image", "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["environment", "name", "kind"]}),
+        ("Source", {"fields": ["source_type", "image", "promote_from", "binding", "pinned_digest"]}),
+        ("Config", {"fields": ["runtime", "ports", "replicas", "ingress_host", "database_url", "clear_database_url", "schedule"]}),
+        ("Status", {"fields": readonly_fields}),
+    ]
+    actions = ["reconcile_now", "promote_upstream_current", "switch_to_track_latest"]
+
+    @admin.display(description="Source")
+    def source_summary(self, obj):
+        if obj.source_type == SourceType.PROMOTE:
+            how = "track" if obj.binding == "track_latest" else f"pin {obj.pinned_digest[7:19]}"
+            return f"← {obj.promote_from} ({how})"
+        return obj.image
+
+    @admin.display(description="Digest", ordering="current_digest")
+    def short_digest(self, obj):
+        return obj.current_digest[:19]
+
+    def save_form(self, request, form, change):
+        # The service writes the row (the form's clean() already ran the same
+        # validation; the service re-checks under locks) and its result is
+        # what the admin logs and redirects to.
+        if change:
+            stored = Resource.objects.get(pk=form.instance.pk)
+            return services.resource_update(resource=stored, actor=request.user, **form.service_call["changes"])
+        return services.resource_create(actor=request.user, **form.service_call["arguments"])
+
+    def save_model(self, request, obj, form, change):
+        form.instance = obj  # already saved by the service in save_form
+
+    def save_related(self, request, form, formsets, change):
+        # Env vars go through the service too, so secrets are handled one way everywhere.
+        env = []
+        for formset in formsets:
+            for inline_form in formset.forms:
+                data = getattr(inline_form, "cleaned_data", None)
+                if not data or data.get("DELETE") or not data.get("name"):
+                    continue
+                value = data.get("value") or ""
+                keeps_secret = inline_form.instance.pk and inline_form.instance.secret and not value
+                env.append({"name": data["name"], "value": None if keeps_secret else value, "secret": bool(data.get("secret"))})
+        for formset in formsets:  # what the admin's change message reads
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        try:
+            services.resource_update(resource=form.instance, env=env, actor=request.user)
+        except ValidationError as exc:
+            self.message_user(request, f"Environment variables not saved: {error_text(exc)}", messages.ERROR)
+
+    def delete_model(self, request, obj):
+        services.resource_delete(resource=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for resource in queryset:
+            try:
+                services.resource_delete(resource=resource, actor=request.user)
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, error_text(exc), messages.ERROR)
+
+    def get_deleted_objects(self, objs, request):
+        # Let the service explain dependants instead of Django's generic "protected" page.
+        # Artifacts and promotions go with their resource: they are read-only
+        # in the admin, but deleting the resource (allowed by its project role,
+        # checked in the service) removes them too.
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), []
+
+    @admin.action(description="Reconcile now")
+    def reconcile_now(self, request, queryset):
+        run_for_each(self, request, queryset, lambda r, user: promotion_services.reconcile_request(resource=r, actor=user), "Reconcile queued")
+
+    @admin.action(description="Promote: pin to the upstream's current digest")
+    def promote_upstream_current(self, request, queryset):
+        run_for_each(self, request, queryset, lambda r, user: promotion_services.resource_promote_upstream_current(resource=r, actor=user), "Promoted")
+
+    @admin.action(description="Switch to track latest")
+    def switch_to_track_latest(self, request, queryset):
+        run_for_each(self, request, queryset, lambda r, user: promotion_services.resource_track_latest(resource=r, actor=user), "Now tracking latest")
+
+
+admin.site.register(Resource, ResourceAdmin)
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+
+class ArtifactForm(forms.ModelForm):
+    class Meta:
+        model = Artifact
+        fields = ["resource", "digest", "tag", "repository"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "repository" not in self.fields:  # the read-only view of a published artifact
+            return
+        self.fields["repository"].required = False
+        self.fields["repository"].help_text = "Leave blank to use the resource's image repository."
+        self.fields["resource"].queryset = Resource.objects.filter(source_type=SourceType.IMAGE).select_related("environment__project")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("resource") and data.get("digest"):
+            try:
+                promotion_services.validate_publish(
+                    resource=data["resource"], digest=data["digest"], tag=data.get("tag") or "",
+                    repository=data.get("repository") or "",
+                )
+            except ValidationError as exc:
+                attach_errors(self, exc)
+        return data
+
+    def _post_clean(self):
+        # The Artifact row (its sequence above all) is built by the publish service, not the form.
+        pass
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    """Published images. Adding one here publishes it (track-latest dependants follow)."""
+
+    form = ArtifactForm
+    list_display = ["resource", "sequence", "short_digest", "tag", "origin", "published_by", "published_at"]
+    list_filter = ["origin", "resource__environment__project", "resource__environment"]
+    search_fields = ["digest", "tag", "repository", "resource__name"]
+    list_select_related = ["resource__environment__project", "published_by"]
+    date_hierarchy = "published_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [field.name for field in self.model._meta.fields]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # history: what ran must stay explainable
+
+    @admin.display(description="Digest", ordering="digest")
+    def short_digest(self, obj):
+        return obj.digest[:19]
+
+    def save_form(self, request, form, change):
+        return promotion_services.artifact_publish(
+            resource=form.cleaned_data["resource"], digest=form.cleaned_data["digest"],
+            tag=form.cleaned_data.get("tag") or "", repository=form.cleaned_data.get("repository") or "",
+            origin=Artifact.Origin.ADMIN, actor=request.user,
+        )
+
+    def save_model(self, request, obj, form, change):
+        pass  # published by the service in save_form
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no relations beyond what the service wrote

@@ -1,0 +1,246 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, RegexValidator, URLValidator
+from django.db import models
+from django.db.models import Q
+
+from projects.models import SLUG_VALIDATOR, Project
+
+from .fields import EncryptedTextField, mask
+from .rules import DIGEST_PATTERN
+
+DIGEST_VALIDATOR = RegexValidator(
+    DIGEST_PATTERN, "A digest is 'sha256:' followed by exactly 64 lower-case hex characters."
+)
+
+
+class Cluster(models.Model):
+    """A Kubernetes API endpoint and the registry its nodes pull from."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=63, unique=True, validators=[SLUG_VALIDATOR])
+    api_url = models.CharField(
+        "API server URL",
+        max_length=500,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="e.g. https://k8s.example.com:6443",
+    )
+    ca_cert = models.TextField(
+        "CA certificate", blank=True, help_text="PEM bundle that signs the API server's certificate."
+    )
+    token = EncryptedTextField(blank=True, help_text="Bearer token of a service account. Stored encrypted.")
+    kubeconfig = EncryptedTextField(
+        blank=True, help_text="A kubeconfig instead of URL/CA/token (its current context is used). Stored encrypted."
+    )
+    registry = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Registry host (and optional path prefix) this cluster's nodes pull from, e.g. registry.a.internal:5000.",
+    )
+    registry_username = models.CharField(max_length=200, blank=True)
+    registry_password = EncryptedTextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def token_status(self) -> str:
+        return mask(self.token)
+
+    @property
+    def kubeconfig_status(self) -> str:
+        return mask(self.kubeconfig)
+
+
+class Environment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=63, validators=[SLUG_VALIDATOR])
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="environments")
+    namespace = models.CharField(max_length=63, validators=[SLUG_VALIDATOR])
+    protected = models.BooleanField(default=False, help_text="Only maintainers change what runs here.")
+    position = models.PositiveIntegerField(default=0, help_text="Column order in the pipeline (dev before prod).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "slug"], name="environment_unique_slug_per_project"),
+            # Two environments writing the same namespace would overwrite each other's objects.
+            models.UniqueConstraint(fields=["cluster", "namespace"], name="environment_unique_namespace_per_cluster"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.slug}"
+
+
+class Kind(models.TextChoices):
+    DEPLOYMENT = "deployment", "Deployment"
+    CRONJOB = "cronjob", "CronJob"
+
+
+# Kinds whose image other resources can promote from, and which can be promoted.
+PROMOTABLE_KINDS = {Kind.DEPLOYMENT}
+
+
+class SourceType(models.TextChoices):
+    IMAGE = "image", "Image"
+    PROMOTE = "promote", "Promote from environment"
+
+
+class Binding(models.TextChoices):
+    TRACK_LATEST = "track_latest", "Track latest"
+    PIN_DIGEST = "pin_digest", "Pin to digest"
+
+
+class Phase(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROGRESSING = "progressing", "Progressing"
+    READY = "ready", "Ready"
+    WAITING = "waiting", "Waiting for upstream"
+    FAILED = "failed", "Failed"
+    DELETING = "deleting", "Deleting"
+
+
+class Resource(models.Model):
+    """Something Hoist runs in an environment, with its own config and an image source."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="resources")
+    name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DEPLOYMENT)
+
+    # Own config: never copied from the upstream by a promotion.
+    runtime = models.CharField(max_length=253, blank=True, help_text="RuntimeClass name, e.g. gvisor (optional).")
+    ports = models.JSONField(default=list, blank=True)
+    replicas = models.PositiveIntegerField(default=1, validators=[MaxValueValidator(1000)])
+    ingress_host = models.CharField(max_length=253, blank=True)
+    database_url = EncryptedTextField(blank=True, help_text="Given to the container as DATABASE_URL (secret).")
+    schedule = models.CharField(max_length=100, blank=True, help_text="Cron schedule (cronjobs only).")
+
+    # Source.
+    source_type = models.CharField(max_length=10, choices=SourceType.choices, default=SourceType.IMAGE)
+    image = models.CharField(
+        max_length=500, blank=True, help_text="Image reference for source=image (a tag is resolved to a digest)."
+    )
+    promote_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="dependants"
+    )
+    binding = models.CharField(max_length=20, choices=Binding.choices, blank=True)
+    pinned_digest = models.CharField(max_length=71, blank=True, validators=[DIGEST_VALIDATOR])
+
+    # Publishing: sequence of this resource's own Artifacts (grows only).
+    artifact_seq = models.PositiveBigIntegerField(default=0)
+
+    # Status, written by reconcile.
+    current_digest = models.CharField(max_length=71, blank=True)
+    current_image = models.CharField(max_length=600, blank=True)
+    # Sequence of the upstream artifact (or own artifact for image sources) now
+    # running; a candidate is applied only if newer (forward-only).
+    applied_seq = models.PositiveBigIntegerField(default=0)
+    phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.PENDING)
+    message = models.TextField(blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "name"], name="resource_unique_name_per_environment"),
+            models.CheckConstraint(condition=~Q(promote_from=models.F("id")), name="resource_not_promoted_from_itself"),
+            models.CheckConstraint(
+                condition=(
+                    Q(source_type="image", promote_from__isnull=True, binding="", pinned_digest="")
+                    | Q(source_type="promote", promote_from__isnull=False, kind="deployment", binding="track_latest", pinned_digest="")
+                    | Q(source_type="promote", promote_from__isnull=False, kind="deployment", binding="pin_digest", pinned_digest__regex=DIGEST_PATTERN)
+                ),
+                name="resource_source_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment}/{self.name}"
+
+    @property
+    def project(self) -> Project:
+        return self.environment.project
+
+    @property
+    def is_promoted(self) -> bool:
+        return self.source_type == SourceType.PROMOTE
+
+    @property
+    def produces_images(self) -> bool:
+        return self.kind in PROMOTABLE_KINDS
+
+
+class EnvVar(models.Model):
+    """One environment variable of a resource; secret values are write-only outside the cluster."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="env_vars")
+    name = models.CharField(max_length=255)
+    # Encrypted for every variable; `secret` decides whether pages and the API may show it.
+    value = EncryptedTextField(blank=True)
+    secret = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["resource", "name"]
+        constraints = [models.UniqueConstraint(fields=["resource", "name"], name="envvar_unique_name_per_resource")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_value(self) -> str:
+        return mask(self.value) if self.secret else self.value
+
+
+class Artifact(models.Model):
+    """An image a resource published. A resource's latest artifact is what track-latest follows.
+
+    Image-source resources publish by API, webhook or tag resolution; promoted
+    resources publish what they applied, so a chain dev → staging → prod
+    follows what each hop actually runs.
+    """
+
+    class Origin(models.TextChoices):
+        API = "api", "API"
+        WEBHOOK = "webhook", "Registry webhook"
+        ADMIN = "admin", "Admin"
+        RESOLVE = "resolve", "Tag resolution"
+        PROMOTION = "promotion", "Promotion"
+        DEMO = "demo", "Demo data"
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="artifacts")
+    sequence = models.PositiveBigIntegerField()
+    repository = models.CharField(max_length=500, help_text="Registry host and path, without tag or digest.")
+    digest = models.CharField(max_length=71, validators=[DIGEST_VALIDATOR])
+    tag = models.CharField(max_length=128, blank=True)
+    origin = models.CharField(max_length=20, choices=Origin.choices)
+    upstream = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="For a promoted resource: the upstream artifact this one re-publishes.",
+    )
+    # When the image first entered the project (kept along a chain) for publish→applied latency.
+    first_published_at = models.DateTimeField()
+    published_at = models.DateTimeField(auto_now_add=True)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["resource", "-sequence"]
+        get_latest_by = "sequence"
+        constraints = [
+            models.UniqueConstraint(fields=["resource", "sequence"], name="artifact_unique_sequence_per_resource"),
+            models.CheckConstraint(condition=Q(digest__regex=DIGEST_PATTERN), name="artifact_digest_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource} #{self.sequence} {self.digest[:19]}"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"

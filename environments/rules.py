@@ -1,0 +1,117 @@
+"""Validation rules shared by every entry point (services, admin forms, API, wizard).
+
+Each check raises django.core.exceptions.ValidationError with a dict keyed by
+the field at fault, so a form puts the message next to the field and the API
+returns it under the field's name.
+"""
+
+import re
+
+from django.core.exceptions import ValidationError
+
+# \Z, not $: "$" also matches before a trailing newline (Python and SQLite);
+# PostgreSQL's regex engine understands \Z too, so the DB constraint agrees.
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}\Z"
+DIGEST_RE = re.compile(DIGEST_PATTERN)
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# RFC 1123 subdomain, as Kubernetes checks it (max 253).
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Kubernetes IANA_SVC_NAME for port names.
+PORT_NAME_RE = re.compile(r"^(?=.*[a-z])[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
+HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
+# Env names Hoist sets itself; a user value would be silently overridden.
+RESERVED_ENV = {"DATABASE_URL"}
+
+
+def error(field: str, message: str) -> ValidationError:
+    return ValidationError({field: [ValidationError(message, code=field)]})
+
+
+def check_digest(value: str, field: str = "pinned_digest") -> str:
+    if not isinstance(value, str) or not DIGEST_RE.fullmatch(value):
+        raise error(
+            field,
+            "A digest is 'sha256:' followed by exactly 64 lower-case hex characters "
+            f"(got {str(value)[:80]!r}).",
+        )
+    return value
+
+
+def check_dns_label(value: str, field: str, what: str = "Name") -> str:
+    if not isinstance(value, str) or not DNS_LABEL_RE.fullmatch(value):
+        raise error(
+            field,
+            f"{what} must be at most 63 characters of lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit (got {str(value)[:80]!r}).",
+        )
+    return value
+
+
+def check_ports(ports) -> list[dict]:
+    """Normalise ports to [{"name", "port", "protocol"}], refusing anything a cluster would."""
+    if ports is None:
+        return []
+    if not isinstance(ports, list):
+        raise error("ports", "Ports must be a list.")
+    normalised, seen_ports, seen_names = [], set(), set()
+    for index, item in enumerate(ports):
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = {"port": item}
+        if not isinstance(item, dict):
+            raise error("ports", f"Port #{index + 1} must be a number or an object with 'port'.")
+        unknown = set(item) - {"name", "port", "protocol"}
+        if unknown:
+            raise error("ports", f"Port #{index + 1} has unknown keys: {', '.join(sorted(unknown))}.")
+        port = item.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise error("ports", f"Port #{index + 1} must be a whole number from 1 to 65535 (got {port!r}).")
+        protocol = item.get("protocol", "TCP") or "TCP"
+        if protocol not in {"TCP", "UDP", "SCTP"}:
+            raise error("ports", f"Port {port}: protocol must be TCP, UDP or SCTP (got {protocol!r}).")
+        name = item.get("name") or f"p{port}"
+        if not isinstance(name, str) or not PORT_NAME_RE.fullmatch(name):
+            raise error(
+                "ports",
+                f"Port {port}: name must be at most 15 lower-case letters, digits or '-' with at least one letter "
+                f"(got {name!r}).",
+            )
+        if (port, protocol) in seen_ports:
+            raise error("ports", f"Port {port}/{protocol} is listed twice.")
+        if name in seen_names:
+            raise error("ports", f"Port name {name!r} is used twice.")
+        seen_ports.add((port, protocol))
+        seen_names.add(name)
+        normalised.append({"name": name, "port": port, "protocol": protocol})
+    return normalised
+
+
+def check_env_name(name: str) -> str:
+    if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name) or len(name) > 255:
+        raise error("env", f"Environment variable name {str(name)[:80]!r} must be letters, digits and '_', not starting with a digit.")
+    if name in RESERVED_ENV:
+        raise error("env", f"{name} is set from the resource's database URL field; use that field instead.")
+    return name
+
+
+def check_ingress_host(host: str) -> str:
+    if host and (len(host) > 253 or not HOST_RE.fullmatch(host)):
+        raise error("ingress_host", f"Ingress host must be a lower-case DNS name such as app.example.com (got {host[:80]!r}).")
+    return host
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime and (len(runtime) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(runtime)):
+        raise error("runtime", f"Runtime must be the name of a RuntimeClass in the cluster, e.g. 'gvisor' (got {runtime[:80]!r}).")
+    return runtime
+
+
+def check_image_reference(image: str, field: str = "image"):
+    """Parse an image reference (tag or digest); returns the parsed reference."""
+    from promotions.registry import parse_reference
+
+    try:
+        return parse_reference(image)
+    except ValueError as exc:
+        raise error(field, f"Not a valid image reference: {exc}") from exc

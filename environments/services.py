@@ -1,0 +1,400 @@
+"""Writes to clusters, environments and resources. Every entry point calls these.
+
+The wizard, the admin and the API never save these models themselves: they
+call a service, which checks the rules (environments.rules and the source
+rules below), checks the actor's role, writes inside one transaction and asks
+for a reconcile once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from projects.models import Project, Role
+from projects.permissions import require_change_environment, require_role, require_staff
+
+from . import rules
+from .models import (
+    PROMOTABLE_KINDS,
+    Binding,
+    Cluster,
+    EnvVar,
+    Environment,
+    Kind,
+    Resource,
+    SourceType,
+)
+
+CONFIG_FIELDS = ("runtime", "ports", "replicas", "ingress_host", "database_url", "schedule")
+SOURCE_FIELDS = ("source_type", "image", "promote_from", "binding", "pinned_digest")
+
+
+class Errors:
+    """Collects field errors so a form or an API response shows all of them at once."""
+
+    def __init__(self) -> None:
+        self.by_field: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.by_field.setdefault(field, []).append(message)
+
+    def run(self, check, *args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                for message in messages:
+                    self.add(field, message)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise ValidationError(self.by_field)
+
+
+# --- clusters and environments -------------------------------------------------------------
+
+
+def cluster_create(*, name: str, slug: str, api_url: str, actor=None, **fields: Any) -> Cluster:
+    require_staff(actor, "add clusters")
+    cluster = Cluster(name=name, slug=slug, api_url=api_url, **fields)
+    cluster.full_clean()
+    cluster.save()
+    return cluster
+
+
+def environment_create(
+    *, project: Project, name: str, slug: str, cluster: Cluster, namespace: str,
+    protected: bool = False, position: int | None = None, actor=None,
+) -> Environment:
+    require_role(actor, project, Role.MAINTAINER, "add environments")
+    if position is None:
+        last = project.environments.order_by("-position").values_list("position", flat=True).first()
+        position = 0 if last is None else last + 1
+    environment = Environment(
+        project=project, name=name, slug=slug, cluster=cluster, namespace=namespace,
+        protected=protected, position=position,
+    )
+    environment.full_clean()
+    environment.save()
+    return environment
+
+
+def environment_delete(*, environment: Environment, actor=None) -> None:
+    require_role(actor, environment.project, Role.MAINTAINER, "delete environments")
+    with transaction.atomic():
+        outside = list(
+            Resource.objects.filter(promote_from__environment=environment)
+            .exclude(environment=environment)
+            .select_related("environment__project", "promote_from__environment__project")
+        )
+        if outside:
+            raise ValidationError(
+                {"environment": [f"Environment {environment.slug} can't be deleted: " + _dependants_sentence(outside)]}
+            )
+        environment.delete()
+
+
+# --- source rules ----------------------------------------------------------------------------
+
+
+def would_cycle(resource: Resource | None, upstream: Resource) -> bool:
+    """True when making `resource` promote from `upstream` closes a loop.
+
+    Walks the upstream's chain; a chain that reaches `resource` again is a
+    cycle. A resource not yet saved can't be anyone's upstream.
+    """
+    if resource is None or resource.pk is None:
+        return False
+    seen: set[int] = set()
+    node: Resource | None = upstream
+    while node is not None:
+        if node.pk == resource.pk:
+            return True
+        if node.pk in seen:  # an existing loop elsewhere; never loop forever
+            return True
+        seen.add(node.pk)
+        node = Resource.objects.select_related("promote_from").get(pk=node.pk).promote_from
+    return False
+
+
+def check_source(
+    errors: Errors, *, environment: Environment, kind: str, source_type: str, image: str,
+    promote_from: Resource | None, binding: str, pinned_digest: str, resource: Resource | None = None,
+) -> None:
+    """The scope rules of a resource's source (DESIGN guarantee 6), each naming its field."""
+    if source_type not in SourceType.values:
+        errors.add("source_type", f"Source must be one of: {', '.join(SourceType.values)}.")
+        return
+    if source_type == SourceType.IMAGE:
+        if not image:
+            errors.add("image", "An image reference is required when the source is Image.")
+        else:
+            errors.run(rules.check_image_reference, image)
+        return
+
+    # Promote from environment.
+    if kind not in PROMOTABLE_KINDS:
+        errors.add("kind", f"Only deployment resources can be promoted today; a {kind} can't use Promote from environment.")
+    if promote_from is None:
+        errors.add("promote_from", "Pick the source resource to promote from.")
+    else:
+        upstream_env = promote_from.environment
+        if upstream_env.project_id != environment.project_id:
+            errors.add(
+                "promote_from",
+                f"{promote_from} is in project {upstream_env.project.slug}; the source must be in the same project "
+                f"({environment.project.slug}).",
+            )
+        elif upstream_env.pk == environment.pk:
+            errors.add(
+                "promote_from",
+                f"You can't promote into the environment you promote from ({environment.slug}); pick another source environment.",
+            )
+        elif not promote_from.produces_images:
+            errors.add(
+                "promote_from",
+                f"{promote_from} is a {promote_from.kind}; only resources that produce images (deployment) can be promoted from.",
+            )
+        elif would_cycle(resource, promote_from):
+            errors.add(
+                "promote_from",
+                f"Promoting {resource} from {promote_from} would create a cycle: {promote_from} already "
+                f"(directly or through others) promotes from {resource}.",
+            )
+    if binding not in Binding.values:
+        errors.add("binding", "Choose Track latest or Pin to digest.")
+    elif binding == Binding.PIN_DIGEST:
+        if not pinned_digest:
+            errors.add("pinned_digest", "Paste the digest to pin, e.g. sha256:… (64 lower-case hex characters).")
+        else:
+            errors.run(rules.check_digest, pinned_digest)
+
+
+def check_config(errors: Errors, *, kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise a resource's own config; returns the cleaned values."""
+    cleaned = dict(values)
+    if "ports" in values:
+        cleaned["ports"] = errors.run(rules.check_ports, values["ports"])
+    if "runtime" in values:
+        errors.run(rules.check_runtime, values["runtime"] or "")
+    if "ingress_host" in values:
+        errors.run(rules.check_ingress_host, values["ingress_host"] or "")
+    if "replicas" in values:
+        replicas = values["replicas"]
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= 1000:
+            errors.add("replicas", f"Replicas must be a whole number from 0 to 1000 (got {replicas!r}).")
+    if "schedule" in values:
+        schedule = values["schedule"] or ""
+        if kind == Kind.CRONJOB and len(schedule.split()) != 5:
+            errors.add("schedule", "A cronjob needs a five-field cron schedule, e.g. '*/5 * * * *'.")
+        if kind != Kind.CRONJOB and schedule:
+            errors.add("schedule", "Only cronjobs have a schedule.")
+    if "database_url" in values and values["database_url"] and len(values["database_url"]) > 4096:
+        errors.add("database_url", "Database URL is too long (at most 4096 characters).")
+    return cleaned
+
+
+def check_env(errors: Errors, env: Iterable[dict] | None) -> list[dict]:
+    """Env vars as [{"name", "value", "secret"}]. A secret whose value is None keeps its stored value."""
+    cleaned: list[dict] = []
+    if env is None:
+        return cleaned
+    if not isinstance(env, (list, tuple)):
+        errors.add("env", "Environment variables must be a list of {name, value, secret}.")
+        return cleaned
+    seen = set()
+    for item in env:
+        if not isinstance(item, dict) or "name" not in item:
+            errors.add("env", "Each environment variable needs a name.")
+            continue
+        name = errors.run(rules.check_env_name, item["name"])
+        if name is None:
+            continue
+        if name in seen:
+            errors.add("env", f"Environment variable {name} is listed twice.")
+            continue
+        seen.add(name)
+        value = item.get("value")
+        if value is not None and not isinstance(value, str):
+            errors.add("env", f"The value of {name} must be a string.")
+            continue
+        if value is not None and len(value) > 32768:
+            errors.add("env", f"The value of {name} is too long (at most 32768 characters).")
+            continue
+        cleaned.append({"name": name, "value": value, "secret": bool(item.get("secret", False))})
+    return cleaned
+
+
+def _dependants_sentence(dependants: list[Resource]) -> str:
+    names = ", ".join(sorted(str(d) for d in dependants))
+    return f"{names} promote{'s' if len(dependants) == 1 else ''} from it. Point them elsewhere or delete them first."
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+def _lock_project(project_id: int) -> None:
+    # Source-graph changes of one project take turns, so two concurrent edits
+    # (A from B, B from A) can't both pass the cycle check.
+    Project.objects.select_for_update().filter(pk=project_id).first()
+
+
+def _write_env(resource: Resource, env: list[dict], replace: bool) -> None:
+    existing = {var.name: var for var in resource.env_vars.all()}
+    keep = set()
+    for item in env:
+        keep.add(item["name"])
+        var = existing.get(item["name"])
+        if var is None:
+            EnvVar.objects.create(resource=resource, name=item["name"], value=item["value"] or "", secret=item["secret"])
+            continue
+        if item["value"] is not None:
+            var.value = item["value"]
+        var.secret = item["secret"]
+        var.save()
+    if replace:
+        resource.env_vars.exclude(name__in=keep).delete()
+
+
+def validate_resource_create(
+    *, environment: Environment, name: str, kind: str = Kind.DEPLOYMENT,
+    source_type: str = SourceType.IMAGE, image: str = "", promote_from: Resource | None = None,
+    binding: str = "", pinned_digest: str = "", env: list[dict] | None = None, **config: Any,
+) -> dict[str, Any]:
+    """Check a new resource against every rule; returns the cleaned arguments or raises
+    ValidationError keyed by field. The admin form calls this to show errors in place."""
+    errors = Errors()
+    for field in sorted(set(config) - set(CONFIG_FIELDS)):
+        errors.add(field, "Unknown field.")
+    errors.run(rules.check_dns_label, name, "name")
+    if kind not in Kind.values:
+        errors.add("kind", f"Kind must be one of: {', '.join(Kind.values)}.")
+    if source_type == SourceType.PROMOTE:
+        image = ""
+    else:
+        promote_from, binding = None, ""
+    if binding != Binding.PIN_DIGEST:
+        pinned_digest = ""
+    check_source(
+        errors, environment=environment, kind=kind, source_type=source_type, image=image,
+        promote_from=promote_from, binding=binding, pinned_digest=pinned_digest,
+    )
+    config = check_config(errors, kind=kind, values={"schedule": "", **config})
+    env = check_env(errors, env)
+    if name and environment.resources.filter(name=name).exists():
+        errors.add("name", f"A resource named {name} already exists in {environment.slug}.")
+    errors.raise_if_any()
+    return dict(
+        environment=environment, name=name, kind=kind, source_type=source_type, image=image,
+        promote_from=promote_from, binding=binding, pinned_digest=pinned_digest, env=env, **config,
+    )
+
+
+def resource_create(*, actor=None, **arguments: Any) -> Resource:
+    """Create a resource with its source and own config, then queue its first reconcile.
+
+    Arguments are those of validate_resource_create.
+    """
+    from promotions import services as promotion_services
+
+    require_change_environment(actor, arguments["environment"], "create resources")
+    cleaned = validate_resource_create(**arguments)
+    env = cleaned.pop("env")
+    environment, name = cleaned["environment"], cleaned["name"]
+    with transaction.atomic():
+        _lock_project(environment.project_id)
+        resource = Resource(**cleaned)
+        try:
+            with transaction.atomic():
+                resource.save()
+        except IntegrityError as exc:
+            if environment.resources.filter(name=name).exists():
+                raise ValidationError({"name": [f"A resource named {name} already exists in {environment.slug}."]}) from exc
+            raise
+        _write_env(resource, env, replace=True)
+        promotion_services.on_resource_created(resource=resource, actor=actor)
+    return resource
+
+
+def validate_resource_update(*, resource: Resource, env: list[dict] | None = None, **changes: Any) -> dict[str, Any]:
+    """Check changes to an existing resource; returns what resource_update will write."""
+    errors = Errors()
+    for field in ("name", "kind", "environment"):
+        if field in changes and changes[field] != getattr(resource, field):
+            errors.add(field, f"The {field} of a resource can't change; create a new resource instead.")
+        changes.pop(field, None)
+    for field in sorted(set(changes) - set(CONFIG_FIELDS) - set(SOURCE_FIELDS)):
+        errors.add(field, "Unknown field.")
+    errors.raise_if_any()
+
+    source = {field: changes.get(field, getattr(resource, field)) for field in SOURCE_FIELDS}
+    if source["source_type"] == SourceType.PROMOTE:
+        source["image"] = ""
+    else:
+        source["promote_from"], source["binding"] = None, ""
+    if source["binding"] != Binding.PIN_DIGEST:
+        source["pinned_digest"] = ""
+    source_changed = any(source[f] != getattr(resource, f) for f in SOURCE_FIELDS)
+    if source_changed:
+        check_source(errors, environment=resource.environment, kind=resource.kind, resource=resource, **source)
+    config = check_config(errors, kind=resource.kind, values={f: changes[f] for f in CONFIG_FIELDS if f in changes})
+    env = check_env(errors, env) if env is not None else None
+    errors.raise_if_any()
+    return {"source": source, "source_changed": source_changed, "config": config, "env": env}
+
+
+def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = None, **changes: Any) -> Resource:
+    """Change a resource's config and/or source. Name, kind and environment can't change.
+
+    Only the keys given change. `env`, when given, replaces the list (a secret
+    given with value None keeps its stored value). Changing a pin or the
+    binding of a promoted resource needs the maintainer role.
+    """
+    from promotions import services as promotion_services
+
+    require_change_environment(actor, resource.environment, "change resources")
+    plan = validate_resource_update(resource=resource, env=env, **changes)
+    source = plan["source"]
+    if plan["source_changed"] and resource.source_type == SourceType.PROMOTE and (
+        source["binding"] != resource.binding or source["pinned_digest"] != resource.pinned_digest
+    ):
+        require_role(actor, resource.project, Role.MAINTAINER, "change pins and bindings")
+
+    with transaction.atomic():
+        if plan["source_changed"]:
+            _lock_project(resource.environment.project_id)
+            # Re-check under the lock: a concurrent edit may have closed a loop meanwhile.
+            if source["promote_from"] is not None and would_cycle(resource, source["promote_from"]):
+                raise ValidationError(
+                    {"promote_from": [f"Promoting {resource} from {source['promote_from']} would create a cycle."]}
+                )
+        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        previous = {f: getattr(locked, f) for f in SOURCE_FIELDS}
+        for field, value in {**source, **plan["config"]}.items():
+            setattr(locked, field, value)
+        locked.save()
+        if plan["env"] is not None:
+            _write_env(locked, plan["env"], replace=True)
+        promotion_services.on_resource_changed(
+            resource=locked, previous_source=previous, source_changed=plan["source_changed"], actor=actor
+        )
+    resource.refresh_from_db()
+    return resource
+
+
+def resource_delete(*, resource: Resource, actor=None) -> None:
+    """Delete a resource, refusing while others promote from it (never silently orphan them)."""
+    from promotions import services as promotion_services
+
+    require_change_environment(actor, resource.environment, "delete resources")
+    with transaction.atomic():
+        _lock_project(resource.environment.project_id)
+        dependants = list(resource.dependants.select_related("environment__project"))
+        if dependants:
+            raise ValidationError({"resource": [f"{resource} can't be deleted: " + _dependants_sentence(dependants)]})
+        promotion_services.on_resource_deleted(resource=resource, actor=actor)
+        resource.delete()

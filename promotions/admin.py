@@ -1,0 +1,66 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from . import services
+from .models import Promotion
+
+
+def error_text(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
+        return " ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+def run_for_each(modeladmin, request, queryset, service, done: str, key=lambda obj: obj) -> None:
+    """Call `service` for each selected row; report every refusal by name, never a 500."""
+    ok = 0
+    for obj in queryset:
+        try:
+            service(key(obj), request.user)
+            ok += 1
+        except (ValidationError, PermissionDenied) as exc:
+            modeladmin.message_user(request, f"{obj}: {error_text(exc)}", messages.ERROR)
+    if ok:
+        modeladmin.message_user(request, f"{done}: {ok}.", messages.SUCCESS)
+
+
+@admin.register(Promotion)
+class PromotionAdmin(admin.ModelAdmin):
+    """History: read-only. A failed promotion is retried by reconciling its resource."""
+
+    list_display = ["resource", "short_from", "short_to", "reason", "status", "who", "queued_at", "applied_at", "latency_s"]
+    list_filter = ["status", "reason", "resource__environment__project", "resource__environment"]
+    search_fields = ["resource__name", "from_digest", "to_digest", "error", "actor__username", "actor_label"]
+    list_select_related = ["resource__environment__project", "actor"]
+    date_hierarchy = "queued_at"
+    actions = ["retry"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # view only; the history is not editable
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="From")
+    def short_from(self, obj):
+        return obj.from_digest[:19]
+
+    @admin.display(description="To")
+    def short_to(self, obj):
+        return obj.to_digest[:19]
+
+    @admin.action(description="Retry: reconcile the selected promotions' resources")
+    def retry(self, request, queryset):
+        run_for_each(
+            self, request, queryset.select_related("resource__environment__project"),
+            lambda resource, user: services.reconcile_request(resource=resource, actor=user),
+            "Reconcile queued", key=lambda promotion: promotion.resource,
+        )

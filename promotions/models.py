@@ -1,0 +1,54 @@
+from django.conf import settings
+from django.db import models
+
+from environments.models import Artifact, Resource
+
+
+class Promotion(models.Model):
+    """One change of what a resource runs: the record pages and the API read."""
+
+    class Reason(models.TextChoices):
+        PUBLISH = "publish", "Publish"
+        TRACK_LATEST = "track_latest", "Track latest"
+        PIN_EDIT = "pin_edit", "Pin edited"
+        ROLLBACK = "rollback", "Rollback"
+        MANUAL = "manual", "Manual promotion"
+        CREATE = "create", "Resource created"
+        DRIFT = "drift", "Drift corrected"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Superseded"
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="promotions")
+    from_digest = models.CharField(max_length=71, blank=True)
+    to_digest = models.CharField(max_length=71)
+    # The artifact being applied (own for image sources, the upstream's for promotions).
+    artifact = models.ForeignKey(Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=200, blank=True, help_text="Who or what asked, when not a user.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    # Seconds from the image's first publish in the project to this apply.
+    latency_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [models.Index(fields=["resource", "-queued_at"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.from_digest[:19] or '∅'} → {self.to_digest[:19]} ({self.status})"
+
+    @property
+    def who(self) -> str:
+        if self.actor_id:
+            return str(self.actor)
+        return self.actor_label or "Hoist"

@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.registry", "tests.fixtures.domain"]

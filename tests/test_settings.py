@@ -1,0 +1,70 @@
+"""Settings come from the environment; production refuses development defaults."""
+
+import json
+import secrets
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = (
+    "import json, django; from django.conf import settings; "
+    "print(json.dumps({'debug': settings.DEBUG, 'engine': settings.DATABASES['default']['ENGINE'], "
+    "'name': settings.DATABASES['default']['NAME'], 'hosts': settings.ALLOWED_HOSTS, "
+    "'keys': len(settings.HOIST_CREDENTIALS_KEYS), 'q': sorted(settings.Q_CLUSTER), 'secret': settings.SECRET_KEY}))"
+)
+
+
+def load(env: dict) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG", "SECRET_KEY", "HOIST_CREDENTIALS_KEY", "ALLOWED_HOSTS", "REDIS_URL"}}
+    base["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    return subprocess.run([sys.executable, "-c", PROBE], env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_development_defaults_to_sqlite():
+    result = load({"DEBUG": "true"})
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["debug"] is True and values["keys"] == 1
+    assert "orm" in values["q"]
+
+
+def test_production_reads_everything_from_the_environment():
+    result = load({
+        "DEBUG": "false", "SECRET_KEY": "s" * 60, "HOIST_CREDENTIALS_KEY": "k" * 43 + "=,x" + "y" * 42 + "=",
+        "DATABASE_URL": "postgres://hoist:pw@db.internal:5432/hoist", "ALLOWED_HOSTS": "hoist.example.com, admin.example.com",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+    })
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.postgresql" and values["name"] == "hoist"
+    assert values["hosts"] == ["hoist.example.com", "admin.example.com"]
+    assert values["keys"] == 2 and values["secret"] == "s" * 60
+    assert "redis" in values["q"] and "orm" not in values["q"]
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = load({"DEBUG": "false", "HOIST_CREDENTIALS_KEY": "k" * 43 + "="})
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_credentials_key():
+    result = load({"DEBUG": "false", "SECRET_KEY": "s" * 60})
+    assert result.returncode != 0 and "HOIST_CREDENTIALS_KEY must be set" in result.stderr
+
+
+def test_a_malformed_boolean_is_an_error_not_a_guess():
+    result = load({"DEBUG": "maybe"})
+    assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
+
+
+def test_deploy_checks_pass_with_production_settings():
+    from cryptography.fernet import Fernet
+
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+    env = {**base, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50),
+           "HOIST_CREDENTIALS_KEY": Fernet.generate_key().decode(), "ALLOWED_HOSTS": "hoist.example.com"}
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
