@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
 
 
 def healthz(request):
@@ -9,7 +8,8 @@ def healthz(request):
 
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/", include("config.api_urls")),
+    path("", include("config.web_urls")),
 ]

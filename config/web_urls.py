@@ -1,0 +1,3 @@
+"""Browser pages (filled in by the web UI)."""
+
+urlpatterns: list = []
