@@ -1,1 +1,7 @@
-pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.registry", "tests.fixtures.domain"]
+pytest_plugins = [
+    "tests.fixtures.sandbox",
+    "tests.fixtures.registry",
+    "tests.fixtures.domain",
+    "tests.fixtures.api",
+    "tests.fixtures.web",
+]
