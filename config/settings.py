@@ -146,7 +146,9 @@ STORAGES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "project_list"
+LOGOUT_REDIRECT_URL = "login"
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG off.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("HOIST_BEHIND_TLS_PROXY") else None
@@ -173,12 +175,15 @@ REST_FRAMEWORK = {
 # use Redis when workers run on several machines.
 Q_CLUSTER = {
     "name": "hoist",
-    "workers": int(os.environ.get("HOIST_Q_WORKERS", "2")),
+    "workers": int(os.environ.get("HOIST_Q_WORKERS", "4")),  # reconciles wait on I/O, not CPU
     "timeout": 120,
     "retry": 180,
     "max_attempts": 1,  # Hoist retries reconciles itself, with backoff and a record.
     "catch_up": False,
+    # The ORM broker polls; fetch several tasks per poll so a fan-out of
+    # track-latest dependants isn't limited to one task per poll interval.
     "poll": 0.05,
+    "bulk": 10,
     "label": "Tasks",
 }
 if os.environ.get("REDIS_URL"):
@@ -189,6 +194,14 @@ else:
 # Where cross-cluster promotions mirror images: `<central>/<layout>@<digest>`.
 HOIST_CENTRAL_REGISTRY = os.environ.get("HOIST_CENTRAL_REGISTRY", "")
 HOIST_MIRROR_LAYOUT = os.environ.get("HOIST_MIRROR_LAYOUT", "{project}/{resource}")
+HOIST_CENTRAL_REGISTRY_USERNAME = os.environ.get("HOIST_CENTRAL_REGISTRY_USERNAME", "")
+HOIST_CENTRAL_REGISTRY_PASSWORD = os.environ.get("HOIST_CENTRAL_REGISTRY_PASSWORD", "")
+# Registries spoken to over plain HTTP besides loopback ones (which always are).
+HOIST_INSECURE_REGISTRIES = env_list("HOIST_INSECURE_REGISTRIES")
+# Reconcile: attempts within one task before leaving a transient failure to the sweep.
+HOIST_RECONCILE_ATTEMPTS = int(os.environ.get("HOIST_RECONCILE_ATTEMPTS", "4"))
+HOIST_RECONCILE_BACKOFF_S = float(os.environ.get("HOIST_RECONCILE_BACKOFF_S", "0.5"))
+
 
 LOGGING = {
     "version": 1,

@@ -140,6 +140,8 @@ class Resource(models.Model):
     # Sequence of the upstream artifact (or own artifact for image sources) now
     # running; a candidate is applied only if newer (forward-only).
     applied_seq = models.PositiveBigIntegerField(default=0)
+    # Fingerprint of the applied config (all but the image): unchanged config skips re-applying.
+    config_hash = models.CharField(max_length=64, blank=True)
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.PENDING)
     message = models.TextField(blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)

@@ -376,6 +376,10 @@ def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = 
         previous = {f: getattr(locked, f) for f in SOURCE_FIELDS}
         for field, value in {**source, **plan["config"]}.items():
             setattr(locked, field, value)
+        if plan["source_changed"]:
+            # Sequences belong to the publishing resource: a new upstream (or a
+            # pin turned into track-latest) starts its own order.
+            locked.applied_seq = 0
         locked.save()
         if plan["env"] is not None:
             _write_env(locked, plan["env"], replace=True)

@@ -29,10 +29,10 @@ def enqueue_cleanup(cluster_id: int, namespace: str, project: str, environment: 
     )
 
 
-def reconcile_resource(resource_id: int) -> None:
+def reconcile_resource(resource_id: int, sweep: bool = False) -> None:
     from . import reconcile
 
-    reconcile.reconcile_resource(resource_id)
+    reconcile.reconcile_resource(resource_id, sweep=sweep)
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
@@ -47,5 +47,5 @@ def reconcile_all() -> int:
 
     ids = list(Resource.objects.values_list("pk", flat=True))
     for resource_id in ids:
-        async_task("promotions.tasks.reconcile_resource", resource_id, group="drift")
+        async_task("promotions.tasks.reconcile_resource", resource_id, True, group="drift")
     return len(ids)

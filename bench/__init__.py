@@ -1,0 +1,56 @@
+"""Benchmarks behind `make bench`. `python -m bench` runs them all."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _postgres_url() -> str | None:
+    """A fresh `hoist_bench` database on the local PostgreSQL, or None if there is none."""
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    base = os.environ.get("HOIST_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+    try:
+        with psycopg.connect(base + "/postgres", autocommit=True, connect_timeout=3) as conn:
+            conn.execute("DROP DATABASE IF EXISTS hoist_bench WITH (FORCE)")
+            conn.execute("CREATE DATABASE hoist_bench")
+    except psycopg.Error:
+        return None
+    return base + "/hoist_bench"
+
+
+def setup_django() -> str:
+    """Configure Django on a fresh, migrated database; returns its URL.
+
+    PostgreSQL when it runs here (several worker processes write at once, as
+    in production), else a SQLite file. HOIST_BENCH_DATABASE_URL overrides.
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DEBUG", "true")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    url = os.environ.get("HOIST_BENCH_DATABASE_URL") or _postgres_url()
+    if not url:
+        path = ROOT / "var" / "bench.sqlite3"
+        path.parent.mkdir(exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    # The drift sweep would add load the figures should not include.
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name="hoist-drift-sweep").delete()
+    return url

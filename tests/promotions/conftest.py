@@ -1,0 +1,35 @@
+import pytest
+
+from environments.kube import forget_crd_cache
+
+
+@pytest.fixture
+def clusters(cluster_a, cluster_b, sandbox, sandbox_factory, settings):
+    """cluster-a on the shared sandbox, cluster-b on a second one; fast retries."""
+    settings.HOIST_RECONCILE_BACKOFF_S = 0.01
+    second = sandbox_factory()
+    cluster_a.api_url, cluster_b.api_url = sandbox.url, second.url
+    cluster_a.save()
+    cluster_b.save()
+    forget_crd_cache()
+    yield {"a": sandbox, "b": second}
+    forget_crd_cache()
+
+
+@pytest.fixture
+def qa(project, cluster_a, environments):
+    """A fourth environment on cluster-a, for same-cluster chains."""
+    from environments import services
+
+    return services.environment_create(project=project, name="qa", slug="qa", cluster=cluster_a, namespace="shop-qa")
+
+
+@pytest.fixture
+def no_registry(monkeypatch):
+    """Fail the test if anything asks a registry (same-cluster promotion must not)."""
+    from promotions import mirror
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a registry was called")
+
+    monkeypatch.setattr(mirror, "client", refuse)

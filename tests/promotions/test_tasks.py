@@ -1,0 +1,46 @@
+"""django-q2 tasks: publish → on_commit → async_task → reconcile → dependants, in sync mode."""
+
+import pytest
+from django_q.conf import Conf
+
+from promotions import services, tasks
+from tests.fixtures.domain import digest
+
+
+@pytest.fixture
+def sync_tasks(monkeypatch):
+    # django-q2 runs async_task inline when SYNC is on: the whole task path, no worker process.
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def image_of(server, namespace, name):
+    return server.get_object("apps/v1", "deployments", namespace, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_a_publish_propagates_through_the_queue_transitively(dev, staging, qa, make_resource, clusters, sync_tasks,
+                                                            django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        mid = make_resource(staging, upstream=web)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_resource(qa, upstream=mid)
+    assert image_of(clusters["a"], "shop-qa", "web").endswith(digest(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.artifact_publish(resource=web, digest=digest(2))
+    for namespace in ("shop-dev", "shop-staging", "shop-qa"):
+        assert image_of(clusters["a"], namespace, "web").endswith(digest(2))
+
+
+def test_the_sweep_queues_every_resource(dev, make_resource, clusters, sync_tasks):
+    make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+    make_resource(dev, "api", image="registry.a.example/shop/api@" + digest(2))
+    assert tasks.reconcile_all() == 2
+    assert image_of(clusters["a"], "shop-dev", "api").endswith(digest(2))
+
+
+def test_the_drift_sweep_is_scheduled(db):
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="hoist-drift-sweep")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("promotions.tasks.reconcile_all", "I", 1)
