@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "projects",
     "environments",
     "promotions",
+    "drf_spectacular",
+    "django_filters",
 ]
 
 MIDDLEWARE = [
@@ -165,10 +167,39 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
+    # Tokens first: an unauthenticated request gets a 401 with `WWW-Authenticate: Bearer`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "projects.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["projects.api.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "projects.api.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "projects.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "projects.api.errors.exception_handler",
+    "PAGE_SIZE": 50,
+}
+# Largest API request body; a bigger one is refused with 413 before it is parsed.
+HOIST_API_MAX_BODY_BYTES = int(os.environ.get("HOIST_API_MAX_BODY_BYTES", str(256 * 1024)))
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Hoist API",
+    "DESCRIPTION": (
+        "Promote container images between the environments of a project. "
+        "Authenticate with `Authorization: Bearer <token>` (create tokens at /tokens/ or POST /api/v1/tokens/). "
+        "Every error has the body `{\"detail\": str, \"code\": str, \"errors\": {field: [str]}}`; "
+        "`errors` names the fields of the request at fault (dotted for nested ones, e.g. `source.digest`)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
 }
 
 # django-q2: the ORM broker by default (nothing extra to run); set REDIS_URL to
@@ -198,6 +229,8 @@ HOIST_CENTRAL_REGISTRY_USERNAME = os.environ.get("HOIST_CENTRAL_REGISTRY_USERNAM
 HOIST_CENTRAL_REGISTRY_PASSWORD = os.environ.get("HOIST_CENTRAL_REGISTRY_PASSWORD", "")
 # Registries spoken to over plain HTTP besides loopback ones (which always are).
 HOIST_INSECURE_REGISTRIES = env_list("HOIST_INSECURE_REGISTRIES")
+# Shared secret registries send (Authorization: Bearer …) to /hooks/registry/; unset closes the receiver.
+HOIST_WEBHOOK_TOKEN = os.environ.get("HOIST_WEBHOOK_TOKEN", "")
 # Reconcile: attempts within one task before leaving a transient failure to the sweep.
 HOIST_RECONCILE_ATTEMPTS = int(os.environ.get("HOIST_RECONCILE_ATTEMPTS", "4"))
 HOIST_RECONCILE_BACKOFF_S = float(os.environ.get("HOIST_RECONCILE_BACKOFF_S", "0.5"))

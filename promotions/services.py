@@ -46,8 +46,8 @@ def _record(
 ) -> Promotion | None:
     """Queue a Promotion for a known target digest and ask for a reconcile."""
     tasks.enqueue_reconcile(resource.pk)
-    if not to_digest:
-        return None
+    if not to_digest or to_digest == resource.current_digest:
+        return None  # nothing will change what runs (unknown yet, or a rebuild of the same bytes)
     return Promotion.objects.create(
         resource=resource,
         from_digest=resource.current_digest,

@@ -10,6 +10,7 @@ product code stays unaware of it.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run the demo: sandbox clusters, registries (when installed), web server and worker."
 
@@ -31,21 +36,26 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         self.children: list[subprocess.Popen] = []
+        # SIGTERM (e.g. from a process manager) stops the children as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
         var = Path(settings.BASE_DIR) / "var"
         var.mkdir(exist_ok=True)
         try:
             call_command("migrate", verbosity=0)
             clusters = {name: self._start_sandbox(name) for name in ("cluster-a", "cluster-b")}
-            registries = self._start_registries(var)
+            webhook_token = self._secret(var / "webhook-token")
+            registries, seeded = self._start_registries(var, options["addr"], webhook_token)
             seed = ["--cluster=" + f"{name}={url}" for name, url in clusters.items()]
             seed += ["--registry=" + f"{name}={host}" for name, host in registries.items() if name != "central"]
             password_file = var / "demo-admin-password"
             if password_file.exists():
                 seed.append("--password=" + password_file.read_text().strip())
-            if "central" in registries:
-                seed.append(f"--image={registries['cluster-a']}/shop/web@sha256:{'5e' * 32}")
             env = dict(os.environ)
-            if "central" in registries:
+            env["HOIST_WEBHOOK_TOKEN"] = webhook_token
+            if registries:
+                # dev/web follows the `main` tag of cluster-a's registry; prod is pinned
+                # to the seeded digest and mirrored through the central registry.
+                seed += [f"--image={registries['cluster-a']}/shop/web:main", f"--pin={seeded}"]
                 env["HOIST_CENTRAL_REGISTRY"] = registries["central"]
             out = subprocess.run([sys.executable, "manage.py", "seed_demo", *seed], env=env, check=True,
                                  capture_output=True, text=True).stdout
@@ -75,23 +85,35 @@ class Command(BaseCommand):
             raise CommandError(f"sandbox {name} did not start: {line!r}")
         return line
 
-    def _start_registries(self, var: Path) -> dict[str, str]:
+    def _secret(self, path: Path) -> str:
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _start_registries(self, var: Path, addr: str, webhook_token: str) -> tuple[dict[str, str], str]:
+        """A central registry and one per cluster; cluster-a's notifies Hoist of pushes."""
         if shutil.which("docker-registry") is None:
             self.stdout.write(self.style.WARNING(
-                "docker-registry is not installed (apt-get install docker-registry): no registries, "
-                "so cross-cluster promotions will fail until one is configured."
+                "docker-registry is not installed (apt-get install docker-registry): running without registries; "
+                "cross-cluster promotions will say that no central registry is configured."
             ))
-            return {}
-        hosts = {}
+            return {}, ""
+        hosts, seeded = {}, ""
         for name in ("central", "cluster-a", "cluster-b"):
-            child = subprocess.Popen([sys.executable, "-m", "sandbox.registry", "--port", "0", "--root", str(var / "registry" / name)],
-                                     stdout=subprocess.PIPE, text=True)
+            command = [sys.executable, "-m", "sandbox.registry", "--port", "0", "--root", str(var / "registry" / name)]
+            if name == "cluster-a":
+                command += ["--seed", "shop/web:main", "--notify-token", webhook_token,
+                            "--notify", f"http://{addr}/hooks/registry/"]
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
             self.children.append(child)
-            line = child.stdout.readline().strip()
+            line = child.stdout.readline().split()
             if not line:
                 raise CommandError(f"registry {name} did not start")
-            hosts[name] = line
-        return hosts
+            hosts[name] = line[0]
+            if len(line) > 1:
+                seeded = line[1]
+        return hosts, seeded
 
     def _wait(self) -> None:
         while True:

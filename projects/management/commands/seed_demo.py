@@ -27,6 +27,7 @@ class Command(BaseCommand):
                             help="The registry a cluster's nodes pull from, e.g. cluster-a=127.0.0.1:5001.")
         parser.add_argument("--image", default=f"127.0.0.1:5001/shop/web@{DEMO_DIGEST}",
                             help="The image dev/web starts from.")
+        parser.add_argument("--pin", default="", help="The digest prod/web is pinned to (default: dev/web's first).")
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", help="Admin password (default: a new random one, printed).")
 
@@ -55,12 +56,15 @@ class Command(BaseCommand):
                                          binding=Binding.TRACK_LATEST, ports=[8080], replicas=2,
                                          ingress_host="web.staging.shop.example.com", env=[{"name": "MODE", "value": "staging"}])
             self._resource(envs["prod"], name="web", source_type=SourceType.PROMOTE, promote_from=staging_web,
-                           binding=Binding.PIN_DIGEST, pinned_digest=dev_web.artifacts.order_by("sequence").first().digest
-                           if dev_web.artifacts.exists() else DEMO_DIGEST,
+                           binding=Binding.PIN_DIGEST, pinned_digest=options["pin"] or self._first_digest(dev_web),
                            ports=[8080], replicas=3, ingress_host="web.shop.example.com",
                            database_url="postgres://shop:change-me@db.prod.internal/shop",
                            env=[{"name": "MODE", "value": "prod"}])
         self.stdout.write(f"login: {options['username']} / {password}")
+
+    def _first_digest(self, resource):
+        first = resource.artifacts.order_by("sequence").first()
+        return first.digest if first else DEMO_DIGEST
 
     def _pairs(self, values, flag):
         pairs = {}

@@ -1,0 +1,104 @@
+"""Registry notification receiver: a push to a repository publishes to the resources built from it.
+
+Configure each registry (CNCF distribution `notifications.endpoints`) to POST
+to `/hooks/registry/?registry=<host:port>` with the header
+`Authorization: Bearer <HOIST_WEBHOOK_TOKEN>`. Only manifest pushes by tag
+count: an image-source resource whose image is `<host>/<path>:<tag>` publishes
+the pushed digest when that tag is pushed (a reference without tag means
+`latest`). Resources given by digest don't follow pushes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from environments.models import Artifact, Resource, SourceType
+
+from . import services
+from .registry import MANIFEST_MEDIA_TYPES, is_digest, parse_reference
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024
+
+
+def _error(status: int, field: str, message: str) -> JsonResponse:
+    return JsonResponse({"errors": {field: [message]}, "detail": message}, status=status)
+
+
+def _authorised(request) -> bool:
+    expected = settings.HOIST_WEBHOOK_TOKEN
+    if not expected:
+        return False  # no token configured: the receiver is closed
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+def _candidates(host: str, repository: str) -> list[tuple[Resource, str]]:
+    """Image-source resources built from host/repository, with the tag each follows."""
+    found = []
+    for resource in Resource.objects.filter(source_type=SourceType.IMAGE, image__contains=repository).select_related(
+        "environment__project"
+    ):
+        try:
+            ref = parse_reference(resource.image)
+        except ValueError:
+            continue
+        if ref.repository != repository or ref.digest:
+            continue
+        if host and ref.registry != host:
+            continue
+        found.append((resource, ref.tag or "latest"))
+    return found
+
+
+@csrf_exempt
+@require_POST
+def registry_notifications(request):
+    if not _authorised(request):
+        return _error(401, "authorization", "Missing or wrong bearer token for the registry webhook.")
+    if len(request.body) > MAX_BODY:
+        return _error(413, "body", f"Notification bodies are limited to {MAX_BODY} bytes.")
+    try:
+        envelope = json.loads(request.body)
+        events = envelope["events"]
+        if not isinstance(events, list):
+            raise TypeError("events is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        return _error(400, "events", f"Expected a JSON notification envelope with an 'events' list ({exc}).")
+
+    host_hint = request.GET.get("registry", "")
+    published, ignored = [], 0
+    for event in events:
+        if not isinstance(event, dict) or event.get("action") != "push":
+            ignored += 1
+            continue
+        target = event.get("target") or {}
+        digest, repository, tag = target.get("digest", ""), target.get("repository", ""), target.get("tag", "")
+        if target.get("mediaType") not in MANIFEST_MEDIA_TYPES or not is_digest(digest) or not repository or not tag:
+            ignored += 1  # blob pushes, pushes by digest (index children), malformed targets
+            continue
+        host = host_hint or ((event.get("request") or {}).get("host") or "")
+        matched = False
+        for resource, follows in _candidates(host, repository):
+            if follows != tag:
+                continue
+            matched = True
+            latest = services.latest_artifact(resource)
+            if latest is not None and latest.digest == digest and latest.tag == tag:
+                continue  # a redelivered event: already published
+            artifact = services.artifact_publish(
+                resource=resource, digest=digest, tag=tag, origin=Artifact.Origin.WEBHOOK,
+                actor_label=f"registry webhook ({host or 'registry'})",
+            )
+            published.append({"resource": str(resource), "digest": digest, "sequence": artifact.sequence})
+        if not matched:
+            ignored += 1
+    return JsonResponse({"published": published, "ignored": ignored}, status=202)
