@@ -12,6 +12,7 @@ path serves built-in kinds and the ImageSource custom resource alike.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -89,6 +90,8 @@ def _path(api_version: str, kind: str, namespace: str | None, name: str | None =
 # The CRD is checked once per process and cluster endpoint, not on every reconcile.
 _crd_ready: set[str] = set()
 _crd_lock = threading.Lock()
+_clients: dict[tuple, "ClusterClient"] = {}
+_clients_lock = threading.Lock()
 
 
 class ClusterClient:
@@ -104,6 +107,25 @@ class ClusterClient:
 
     @classmethod
     def for_cluster(cls, cluster) -> "ClusterClient":
+        """The process's client for `cluster`, reusing its connection pool.
+
+        Keyed by the cluster's endpoint and credentials, so an edit in the
+        admin (new URL, rotated token) gets a fresh client on the next call.
+        """
+        fingerprint = hashlib.sha256(
+            "\0".join([cluster.api_url, cluster.token, cluster.ca_cert, cluster.kubeconfig]).encode()
+        ).hexdigest()
+        key = (cluster.pk, fingerprint)
+        with _clients_lock:
+            client_ = _clients.get(key)
+            if client_ is None:
+                for stale in [k for k in _clients if k[0] == cluster.pk]:
+                    _clients.pop(stale).close()
+                client_ = _clients[key] = cls._build(cluster)
+            return client_
+
+    @classmethod
+    def _build(cls, cluster) -> "ClusterClient":
         if cluster.kubeconfig:
             return cls._from_kubeconfig(cluster)
         configuration = k8s.Configuration(host=cluster.api_url.rstrip("/"))
@@ -143,7 +165,7 @@ class ClusterClient:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        pass  # shared by the process (see for_cluster); closed by forget_clients()
 
     # --- the wire ----------------------------------------------------------------------------
 
@@ -256,3 +278,10 @@ class ClusterClient:
 def forget_crd_cache() -> None:
     """For tests: a reset sandbox no longer has the CRD."""
     _crd_ready.clear()
+
+
+def forget_clients() -> None:
+    """Close every cached client (tests; a process shutting down)."""
+    with _clients_lock:
+        while _clients:
+            _clients.popitem()[1].close()

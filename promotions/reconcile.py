@@ -434,8 +434,7 @@ def record(resource: Resource, target: Target, image: str, drift: str | None) ->
     resource.phase, resource.message, resource.reconciled_at = Phase.READY, "", now
     resource.save(update_fields=["current_digest", "current_image", "applied_seq", "phase", "message", "reconciled_at", "config_hash"])
     if changed:
-        for dependant_id in resource.dependants.filter(binding=Binding.TRACK_LATEST).values_list("pk", flat=True):
-            tasks.enqueue_reconcile(dependant_id)
+        tasks.enqueue_reconcile_many(list(resource.dependants.filter(binding=Binding.TRACK_LATEST).values_list("pk", flat=True)))
     return Outcome(changed=changed, digest=target.digest)
 
 

@@ -7,17 +7,38 @@ row the request hasn't committed yet.
 from __future__ import annotations
 
 import logging
+import math
 
+from django.conf import settings
 from django.db import transaction
 from django_q.tasks import async_task
 
 log = logging.getLogger(__name__)
+MAX_CHUNK = 25
 
 
 def enqueue_reconcile(resource_id: int) -> None:
     transaction.on_commit(
         lambda: async_task("promotions.tasks.reconcile_resource", resource_id, task_name=f"reconcile-{resource_id}", group="reconcile")
     )
+
+
+def enqueue_reconcile_many(resource_ids: list[int]) -> None:
+    """Queue a fan-out in a few chunks rather than one task per resource.
+
+    Each task carries its own queue round trip (insert, poll, lock, result
+    row); with 100 track-latest dependants that overhead, not the reconciles,
+    would dominate. One chunk per worker keeps every worker busy.
+    """
+    if not resource_ids:
+        return
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    size = max(1, min(MAX_CHUNK, math.ceil(len(resource_ids) / workers)))
+    for start in range(0, len(resource_ids), size):
+        chunk = list(resource_ids[start:start + size])
+        transaction.on_commit(
+            lambda chunk=chunk: async_task("promotions.tasks.reconcile_resources", chunk, group="reconcile")
+        )
 
 
 def enqueue_cleanup(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
@@ -33,6 +54,13 @@ def reconcile_resource(resource_id: int, sweep: bool = False) -> None:
     from . import reconcile
 
     reconcile.reconcile_resource(resource_id, sweep=sweep)
+
+
+def reconcile_resources(resource_ids: list[int]) -> None:
+    from . import reconcile
+
+    for resource_id in resource_ids:
+        reconcile.reconcile_resource(resource_id)
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from environments.kube import forget_crd_cache
+from environments.kube import forget_clients, forget_crd_cache
 
 
 @pytest.fixture
@@ -14,6 +14,7 @@ def clusters(cluster_a, cluster_b, sandbox, sandbox_factory, settings):
     forget_crd_cache()
     yield {"a": sandbox, "b": second}
     forget_crd_cache()
+    forget_clients()
 
 
 @pytest.fixture
