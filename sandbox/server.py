@@ -62,7 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
     # plus the client's delayed ACK adds ~40 ms to every response.
     disable_nagle_algorithm = True
     server_version = "kube-apiserver-sandbox"
-    sys_version = ""
+
+    def version_string(self):
+        return self.server_version
 
     def setup(self):
         super().setup()
@@ -273,11 +275,8 @@ class SandboxServer:
         return self.api.get_object(api_version, kind_plural, namespace, name)
 
     def list_objects(self, api_version: str, kind_plural: str, namespace: str | None = None) -> list:
-        group, _, version = api_version.rpartition("/")
-        rt = self.api.registry.lookup(group, version, kind_plural)
-        if rt is None:
-            return []
-        return [self.api._out(rt, o) for o in self.api.store.list(rt.store_key, namespace)]
+        """Stored objects of one resource (all namespaces when namespace is None)."""
+        return self.api.list_objects(api_version, kind_plural, namespace)
 
     def create_object(self, manifest: dict) -> dict:
         """Create through the full validation pipeline (raises sandbox.errors.ApiError)."""
