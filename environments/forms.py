@@ -440,6 +440,8 @@ def describe_changes(resource: Resource, plan: dict[str, Any]) -> dict[str, Any]
     if plan["source_changed"]:
         if source["binding"] != resource.binding:
             items.append(("Binding", resource.get_binding_display() or "—", Binding(source["binding"]).label if source["binding"] else "—"))
+        if source["pinned_digest"] != resource.pinned_digest and source["binding"] == resource.binding:
+            items.append(("Pinned digest", resource.pinned_digest, source["pinned_digest"]))
         if source["image"] != resource.image:
             items.append(("Image", resource.image, source["image"]))
         from_digest = resource.current_digest or resource.pinned_digest

@@ -6,8 +6,8 @@ from . import views
 
 urlpatterns = [
     path("", views.environment_detail, name="environment_detail"),
-    path("resources/new/", views.resource_new, name="resource_new"),
-    path("resources/new/check-digest/", views.digest_check, name="digest_check"),
+    path("new-resource/", views.resource_new, name="resource_new"),
+    path("new-resource/check-digest/", views.digest_check, name="digest_check"),
     path("resources/<slug:name>/", views.resource_detail, name="resource_detail"),
     path("resources/<slug:name>/edit/", views.resource_edit, name="resource_edit"),
 ]

@@ -25,10 +25,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from projects.selectors import project_access
 from projects.views import wants_fragment
 from promotions import selectors as promotion_selectors
-from promotions.services import latest_artifact
 
 from . import forms, rules, services
-from .models import Environment, Resource, SourceType
+from .models import Environment, Resource
 
 
 def _environment(access, slug: str) -> Environment:
@@ -271,7 +270,11 @@ def resource_edit(request, project, env, name):
     action = request.POST.get("action", "preview")
     changes, errors = forms.read_edit_post(resource, request.POST, can_pin=can_pin)
     context["values"] = forms.edit_values_from_post(resource, request.POST)
-    context["env_rows"] = _env_rows(context["values"])
+    blanks = 2
+    if action == "add_env":  # one more batch of empty rows than were posted
+        posted = sum(1 for key in request.POST if forms.ENV_KEY_RE.match(key))
+        blanks = posted - len(context["values"]["env"]) + 2
+    context["env_rows"] = _env_rows(context["values"], blanks)
     if not errors:
         try:
             plan = services.validate_resource_update(resource=resource, **{**changes, "env": [dict(r) for r in changes["env"]]})
