@@ -17,6 +17,7 @@ never rolls anything back.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -293,13 +294,17 @@ def desired_objects(resource: Resource, image: str, digest: str) -> dict[str, di
 
 
 def config_hash(objects: dict[str, dict | None]) -> str:
-    """Fingerprint of everything but the image, to skip re-applying unchanged objects."""
+    """Fingerprint of everything but the image, to skip re-applying unchanged objects.
+
+    Keyed with SECRET_KEY: the objects include secret values, and a plain hash
+    in the database would let low-entropy secrets be guessed offline.
+    """
     stripped = {kind: obj for kind, obj in objects.items() if kind != "Deployment"}
     deployment = json.loads(json.dumps(objects["Deployment"]))
     deployment["spec"]["template"]["spec"]["containers"][0].pop("image")
     deployment["metadata"].pop("annotations")
     stripped["Deployment"] = deployment
-    return hashlib.sha256(json.dumps(stripped, sort_keys=True).encode()).hexdigest()
+    return hmac.new(settings.SECRET_KEY.encode(), json.dumps(stripped, sort_keys=True).encode(), hashlib.sha256).hexdigest()
 
 
 API_VERSIONS = {"Secret": "v1", "Deployment": "apps/v1", "Service": "v1", "Ingress": "networking.k8s.io/v1"}

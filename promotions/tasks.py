@@ -23,6 +23,12 @@ def enqueue_reconcile(resource_id: int) -> None:
     )
 
 
+def _chunks(resource_ids: list[int]) -> list[list[int]]:
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    size = max(1, min(MAX_CHUNK, math.ceil(len(resource_ids) / workers)))
+    return [list(resource_ids[start:start + size]) for start in range(0, len(resource_ids), size)]
+
+
 def enqueue_reconcile_many(resource_ids: list[int]) -> None:
     """Queue a fan-out in a few chunks rather than one task per resource.
 
@@ -30,12 +36,7 @@ def enqueue_reconcile_many(resource_ids: list[int]) -> None:
     row); with 100 track-latest dependants that overhead, not the reconciles,
     would dominate. One chunk per worker keeps every worker busy.
     """
-    if not resource_ids:
-        return
-    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
-    size = max(1, min(MAX_CHUNK, math.ceil(len(resource_ids) / workers)))
-    for start in range(0, len(resource_ids), size):
-        chunk = list(resource_ids[start:start + size])
+    for chunk in _chunks(resource_ids):
         transaction.on_commit(
             lambda chunk=chunk: async_task("promotions.tasks.reconcile_resources", chunk, group="reconcile")
         )
@@ -56,11 +57,11 @@ def reconcile_resource(resource_id: int, sweep: bool = False) -> None:
     reconcile.reconcile_resource(resource_id, sweep=sweep)
 
 
-def reconcile_resources(resource_ids: list[int]) -> None:
+def reconcile_resources(resource_ids: list[int], sweep: bool = False) -> None:
     from . import reconcile
 
     for resource_id in resource_ids:
-        reconcile.reconcile_resource(resource_id)
+        reconcile.reconcile_resource(resource_id, sweep=sweep)
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
@@ -73,7 +74,7 @@ def reconcile_all() -> int:
     """The periodic drift sweep: queue a reconcile for every resource."""
     from environments.models import Resource
 
-    ids = list(Resource.objects.values_list("pk", flat=True))
-    for resource_id in ids:
-        async_task("promotions.tasks.reconcile_resource", resource_id, True, group="drift")
+    ids = list(Resource.objects.order_by("pk").values_list("pk", flat=True))
+    for chunk in _chunks(ids):
+        async_task("promotions.tasks.reconcile_resources", chunk, True, group="drift")
     return len(ids)
