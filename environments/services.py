@@ -79,7 +79,13 @@ def environment_create(
         protected=protected, position=position,
     )
     environment.full_clean()
-    environment.save()
+    try:
+        with transaction.atomic():
+            environment.save()
+    except IntegrityError as exc:
+        # Two creates raced past full_clean(): report it as the form would have.
+        environment.validate_constraints()
+        raise ValidationError({"slug": [f"An environment named {slug} was just created in {project.slug}."]}) from exc
     return environment
 
 
@@ -402,3 +408,56 @@ def resource_delete(*, resource: Resource, actor=None) -> None:
             raise ValidationError({"resource": [f"{resource} can't be deleted: " + _dependants_sentence(dependants)]})
         promotion_services.on_resource_deleted(resource=resource, actor=actor)
         resource.delete()
+
+
+# --- added for the API: updates of clusters and environments --------------------------------
+
+CLUSTER_FIELDS = ("name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password")
+ENVIRONMENT_CHANGEABLE = ("name", "protected", "position")
+
+
+def cluster_update(*, cluster: Cluster, actor=None, **changes: Any) -> Cluster:
+    """Change a cluster (staff). Only the keys given change; secrets given as "" are cleared."""
+    require_staff(actor, "change clusters")
+    unknown = sorted(set(changes) - set(CLUSTER_FIELDS))
+    if unknown:
+        raise ValidationError({field: ["Unknown field."] for field in unknown})
+    for field, value in changes.items():
+        setattr(cluster, field, value)
+    cluster.full_clean()
+    cluster.save()
+    return cluster
+
+
+def cluster_delete(*, cluster: Cluster, actor=None) -> None:
+    """Delete a cluster (staff), refusing while environments use it."""
+    require_staff(actor, "delete clusters")
+    with transaction.atomic():
+        used_by = sorted(str(env) for env in cluster.environments.select_related("project"))
+        if used_by:
+            raise ValidationError(
+                {"cluster": [f"Cluster {cluster.slug} can't be deleted: environments {', '.join(used_by)} use it."]}
+            )
+        cluster.delete()
+
+
+def environment_update(*, environment: Environment, actor=None, **changes: Any) -> Environment:
+    """Rename, (un)protect or reorder an environment (maintainers).
+
+    Cluster and namespace stay: moving an environment would strand what runs there.
+    """
+    require_role(actor, environment.project, Role.MAINTAINER, "change environments")
+    errors = Errors()
+    for field in sorted(set(changes) - set(ENVIRONMENT_CHANGEABLE)):
+        if field in ("slug", "cluster", "namespace", "project"):
+            if changes[field] != getattr(environment, field):
+                errors.add(field, f"The {field} of an environment can't change; create a new environment instead.")
+        else:
+            errors.add(field, "Unknown field.")
+    errors.raise_if_any()
+    for field in ENVIRONMENT_CHANGEABLE:
+        if field in changes:
+            setattr(environment, field, changes[field])
+    environment.full_clean()
+    environment.save()
+    return environment

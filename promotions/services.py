@@ -97,6 +97,33 @@ def artifact_publish(
     return artifact
 
 
+def artifact_publish_tag(
+    *, resource: Resource, tag: str, repository: str = "", origin: str = Artifact.Origin.API,
+    actor=None, actor_label: str = "",
+) -> Artifact:
+    """Publish what `tag` points at now: resolved to a digest once, through the registry.
+
+    A tag the registry doesn't have is a ValidationError on `tag`; a registry
+    that can't be reached raises RegistryError(retryable=True) for the caller
+    to report as temporary.
+    """
+    from . import mirror
+    from .registry import RegistryError
+
+    require_change_environment(actor, resource.environment, "publish images")
+    if not tag:
+        raise ValidationError({"digest": ["Give the digest that was pushed, or the tag to resolve to one."]})
+    repository = validate_publish(resource=resource, digest="sha256:" + "0" * 64, tag=tag, repository=repository)
+    try:
+        digest = mirror.resolve(f"{repository}:{tag}")
+    except RegistryError as exc:
+        if exc.retryable:
+            raise
+        raise ValidationError({"tag": [f"Can't resolve {repository}:{tag}: {exc}"]}) from exc
+    return artifact_publish(resource=resource, digest=digest, repository=repository, tag=tag, origin=origin,
+                            actor=actor, actor_label=actor_label)
+
+
 def on_resource_created(*, resource: Resource, actor=None) -> None:
     digest, artifact = "", None
     if resource.source_type == SourceType.IMAGE:

@@ -1,0 +1,1 @@
+"""The REST API for clusters, environments, resources and artifacts."""

@@ -1,0 +1,349 @@
+"""JSON shapes of clusters, environments, resources and artifacts (DESIGN "Public contract").
+
+Read and write shapes are separate classes: secrets are written as strings
+and read back only as "set"/"not set" (or, for secret env vars, `value:
+null` with `"set": true`). Write serializers check JSON types and shape;
+every rule is the services'.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
+from rest_framework import serializers
+
+from environments.fields import mask
+from environments.models import Artifact, Binding, Cluster, Environment, Kind, Phase, Resource, SourceType
+from projects.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
+
+MASKS = ("set", "not set")
+MASK_HELP = 'Write-only. Reads back as "set" or "not set"; writing "set" or "not set" keeps the stored value, "" or null clears it.'
+
+
+class MaskedField(serializers.CharField):
+    """A write-only secret that reads back as "set"/"not set"."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("help_text", MASK_HELP)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return mask(value)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def keep_masked(values: dict, fields) -> dict:
+    """Drop secrets sent back as "set"/"not set" (keep what is stored); null clears."""
+    out = dict(values)
+    for field in fields:
+        if field in out:
+            if out[field] in MASKS:
+                del out[field]
+            elif out[field] is None:
+                out[field] = ""
+    return out
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+@extend_schema_field({"type": "string", "enum": list(MASKS)})
+class MaskedReadField(serializers.CharField):
+    def to_representation(self, value):
+        return mask(value)
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    token = MaskedReadField(help_text='"set" or "not set"; the token itself is never returned.')
+    kubeconfig = MaskedReadField(help_text='"set" or "not set".')
+    registry_password = MaskedReadField(help_text='"set" or "not set".')
+
+    class Meta:
+        model = Cluster
+        fields = ["slug", "name", "api_url", "ca_cert", "registry", "registry_username", "token", "kubeconfig",
+                  "registry_password", "created_at"]
+
+
+class ClusterWriteSerializer(StrictSerializer):
+    slug = StrictCharField(max_length=63)
+    name = StrictCharField(max_length=100)
+    api_url = StrictCharField(max_length=500)
+    ca_cert = StrictCharField(required=False, allow_blank=True, max_length=65536)
+    registry = StrictCharField(required=False, allow_blank=True, max_length=300)
+    registry_username = StrictCharField(required=False, allow_blank=True, max_length=200)
+    token = MaskedField(max_length=65536)
+    kubeconfig = MaskedField(max_length=131072)
+    registry_password = MaskedField(max_length=4096)
+    created_at = serializers.DateTimeField(read_only=True)
+
+    SECRETS = ("token", "kubeconfig", "registry_password")
+
+    def validate_kubeconfig(self, value):
+        if value and value not in MASKS:
+            import yaml
+
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise serializers.ValidationError("Not valid YAML.") from None
+            if not isinstance(parsed, dict) or not parsed.get("clusters"):
+                raise serializers.ValidationError("A kubeconfig needs at least one entry under 'clusters'.")
+        return value
+
+
+class ClusterUpdateSerializer(ClusterWriteSerializer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+
+
+# --- environments -----------------------------------------------------------------------------
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Environment
+        fields = ["slug", "name", "cluster", "namespace", "protected", "position", "created_at"]
+
+
+class EnvironmentCreateSerializer(StrictSerializer):
+    slug = StrictCharField(max_length=63)
+    name = StrictCharField(max_length=100)
+    cluster = StrictCharField(max_length=63, help_text="Cluster slug.")
+    namespace = StrictCharField(max_length=63)
+    protected = StrictBooleanField(required=False, default=False)
+    position = StrictIntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class EnvironmentUpdateSerializer(StrictSerializer):
+    slug = StrictCharField(read_only=True)
+    cluster = StrictCharField(read_only=True)
+    namespace = StrictCharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    name = StrictCharField(required=False, max_length=100)
+    protected = StrictBooleanField(required=False)
+    position = StrictIntegerField(required=False, min_value=0, max_value=2**31 - 1)
+
+
+# --- resources: reading ---------------------------------------------------------------------
+
+
+class ImageSourceSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=[SourceType.IMAGE.value])
+    image = serializers.CharField(help_text="Image reference, by tag or digest.")
+
+
+class PromoteSourceSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=[SourceType.PROMOTE.value])
+    environment = serializers.CharField(help_text="Slug of the environment promoted from.")
+    resource = serializers.CharField(help_text="Name of the resource promoted from.")
+    binding = serializers.ChoiceField(choices=Binding.choices)
+    digest = serializers.CharField(allow_null=True, help_text="The pinned digest (binding pin_digest), else null.")
+
+
+SOURCE_SCHEMA = PolymorphicProxySerializer(
+    component_name="Source",
+    serializers={"image": ImageSourceSerializer, "promote": PromoteSourceSerializer},
+    resource_type_field_name="type",
+)
+
+
+class PortSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    port = serializers.IntegerField()
+    protocol = serializers.ChoiceField(choices=["TCP", "UDP", "SCTP"])
+
+
+class EnvVarSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(allow_null=True, help_text="null for secret variables: their values are never returned.")
+    secret = serializers.BooleanField()
+    set = serializers.BooleanField(help_text="Whether the variable has a non-empty value.")
+
+
+class ConfigSerializer(serializers.Serializer):
+    runtime = serializers.CharField()
+    ports = PortSerializer(many=True)
+    replicas = serializers.IntegerField()
+    ingress_host = serializers.CharField()
+    database_url = serializers.ChoiceField(choices=list(MASKS), help_text='"set" or "not set"; the URL is never returned.')
+    env = EnvVarSerializer(many=True)
+    schedule = serializers.CharField()
+
+
+class StatusSerializer(serializers.Serializer):
+    digest = serializers.CharField(allow_null=True, help_text="The digest running now (as last reconciled).")
+    image = serializers.CharField(allow_null=True, help_text="The image reference written to the cluster.")
+    phase = serializers.ChoiceField(choices=Phase.choices)
+    message = serializers.CharField()
+    reconciled_at = serializers.DateTimeField(allow_null=True)
+
+
+class ResourceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Kind.choices)
+    environment = serializers.CharField(source="environment.slug")
+    source = serializers.SerializerMethodField()
+    config = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(SOURCE_SCHEMA)
+    def get_source(self, resource: Resource) -> dict:
+        if resource.source_type == SourceType.IMAGE:
+            return {"type": SourceType.IMAGE.value, "image": resource.image}
+        upstream = resource.promote_from
+        return {
+            "type": SourceType.PROMOTE.value,
+            "environment": upstream.environment.slug,
+            "resource": upstream.name,
+            "binding": resource.binding,
+            "digest": resource.pinned_digest or None,
+        }
+
+    @extend_schema_field(ConfigSerializer)
+    def get_config(self, resource: Resource) -> dict:
+        return {
+            "runtime": resource.runtime,
+            "ports": resource.ports or [],
+            "replicas": resource.replicas,
+            "ingress_host": resource.ingress_host,
+            "database_url": mask(resource.database_url),
+            "env": [
+                {"name": var.name, "value": None if var.secret else var.value, "secret": var.secret, "set": bool(var.value)}
+                for var in resource.env_vars.all()
+            ],
+            "schedule": resource.schedule,
+        }
+
+    @extend_schema_field(StatusSerializer)
+    def get_status(self, resource: Resource) -> dict:
+        return {
+            "digest": resource.current_digest or None,
+            "image": resource.current_image or None,
+            "phase": resource.phase,
+            "message": resource.message,
+            "reconciled_at": serializers.DateTimeField().to_representation(resource.reconciled_at)
+            if resource.reconciled_at else None,
+        }
+
+
+# --- resources: writing ---------------------------------------------------------------------
+
+
+@extend_schema_field({
+    "type": "array",
+    "items": {
+        "oneOf": [
+            {"type": "integer", "description": "A TCP port number."},
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "protocol": {"type": "string", "enum": ["TCP", "UDP", "SCTP"]},
+                },
+                "required": ["port"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+})
+class PortsField(serializers.Field):
+    """A list of ports: numbers or {name, port, protocol}. The service checks each one."""
+
+    default_error_messages = {"invalid": "Ports must be a list (at most 100) of port numbers or objects with port, name and protocol."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list) or len(data) > 100:
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class EnvVarWriteSerializer(StrictSerializer):
+    name = StrictCharField(max_length=255, trim_whitespace=False)
+    value = StrictCharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False,
+                            max_length=32768, help_text="For a secret: null keeps the stored value.")
+    secret = StrictBooleanField(required=False, default=False)
+    set = StrictBooleanField(read_only=True)
+
+
+class ConfigWriteSerializer(StrictSerializer):
+    runtime = StrictCharField(required=False, allow_blank=True, max_length=253)
+    ports = PortsField(required=False)
+    replicas = StrictIntegerField(required=False)
+    ingress_host = StrictCharField(required=False, allow_blank=True, max_length=253)
+    database_url = MaskedField(max_length=4096, trim_whitespace=False)
+    env = EnvVarWriteSerializer(many=True, required=False, max_length=500)
+    schedule = StrictCharField(required=False, allow_blank=True, max_length=100)
+
+
+class SourceWriteSerializer(StrictSerializer):
+    type = serializers.ChoiceField(choices=SourceType.choices, required=False,
+                                   help_text="Required when creating; when changing, defaults to the current type.")
+    image = StrictCharField(required=False, max_length=500, help_text="type image: the image reference.")
+    environment = StrictCharField(required=False, max_length=63, help_text="type promote: slug of the environment to promote from.")
+    resource = StrictCharField(required=False, max_length=63, help_text="type promote: name of the resource to promote from.")
+    binding = serializers.ChoiceField(choices=Binding.choices, required=False,
+                                      help_text="type promote: defaults to pin_digest when a digest is given, else track_latest (create) or the current binding (change).")
+    digest = StrictCharField(required=False, allow_null=True, max_length=200, help_text="type promote, binding pin_digest: the digest to run.")
+
+
+class ResourceCreateSerializer(StrictSerializer):
+    name = StrictCharField(max_length=63)
+    kind = serializers.ChoiceField(choices=Kind.choices, required=False, default=Kind.DEPLOYMENT)
+    source = SourceWriteSerializer()
+    config = ConfigWriteSerializer(required=False)
+    environment = StrictCharField(read_only=True)
+    status = StatusSerializer(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class ResourceUpdateSerializer(StrictSerializer):
+    """Only what is given changes. `name` and `kind` may be sent back but not changed."""
+
+    name = StrictCharField(required=False, max_length=63)
+    kind = serializers.ChoiceField(choices=Kind.choices, required=False)
+    source = SourceWriteSerializer(required=False)
+    config = ConfigWriteSerializer(required=False)
+    environment = StrictCharField(read_only=True)
+    status = StatusSerializer(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    reference = serializers.CharField(help_text="repository@digest")
+    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Artifact
+        fields = ["sequence", "digest", "repository", "tag", "reference", "origin", "published_at",
+                  "first_published_at", "published_by"]
+
+
+class PublishSerializer(StrictSerializer):
+    digest = StrictCharField(required=False, max_length=200,
+                             help_text="sha256:<64 lower-case hex>: what was pushed. Omit it to resolve `tag` through the registry.")
+    tag = StrictCharField(required=False, allow_blank=True, max_length=200,
+                          help_text="The tag it was pushed under; without `digest`, Hoist resolves it to a digest once.")
+    repository = StrictCharField(required=False, allow_blank=True, max_length=500,
+                                 help_text="Registry host and path without tag; defaults to the resource's image repository.")

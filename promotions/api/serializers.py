@@ -1,0 +1,19 @@
+from rest_framework import serializers
+
+from promotions.models import Promotion
+
+
+class PromotionSerializer(serializers.ModelSerializer):
+    environment = serializers.CharField(source="resource.environment.slug")
+    resource = serializers.CharField(source="resource.name")
+    from_digest = serializers.SerializerMethodField()
+    actor = serializers.CharField(source="who", help_text="The user who asked, or what did (e.g. Hoist, a webhook).")
+    artifact_sequence = serializers.IntegerField(source="artifact.sequence", allow_null=True, default=None)
+
+    class Meta:
+        model = Promotion
+        fields = ["id", "environment", "resource", "from_digest", "to_digest", "reason", "status", "error", "attempts",
+                  "actor", "artifact_sequence", "queued_at", "started_at", "applied_at", "latency_s"]
+
+    def get_from_digest(self, promotion) -> str | None:
+        return promotion.from_digest or None
