@@ -62,7 +62,8 @@ def test_a_malformed_boolean_is_an_error_not_a_guess():
 def test_deploy_checks_pass_with_production_settings():
     from cryptography.fernet import Fernet
 
-    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+    # DJANGO_ALLOW_ASYNC_UNSAFE: the browser tests set it in this process while Chromium runs.
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env = {**base, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50),
            "HOIST_CREDENTIALS_KEY": Fernet.generate_key().decode(), "ALLOWED_HOSTS": "hoist.example.com"}
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
