@@ -44,14 +44,24 @@ class Waiting(Exception):
     """Nothing to run yet (the upstream has not published); not an error."""
 
 
-@dataclass
 class Target:
-    digest: str
-    image: str  # registry/path@digest, as the source publishes it
-    sequence: int  # the publishing resource's artifact sequence; 0 for pins (they never move by themselves)
-    source_artifact: Artifact | None
-    first_published_at: datetime | None
-    reason: str
+    """The digest to run, where it comes from, and its place in the publisher's order."""
+
+    def __init__(self, digest: str, image: str, sequence: int, source_artifact, first_published_at: datetime | None, reason: str):
+        self.digest = digest
+        self.image = image  # registry/path@digest, as the source publishes it
+        # The publishing resource's artifact sequence; 0 for pins (they never move by themselves).
+        self.sequence = sequence
+        self._source_artifact = source_artifact  # an Artifact, None, or a callable that fetches it
+        self.first_published_at = first_published_at
+        self.reason = reason
+
+    @property
+    def source_artifact(self) -> Artifact | None:
+        """Fetched only when a promotion is recorded: an up-to-date reconcile never needs it."""
+        if callable(self._source_artifact):
+            self._source_artifact = self._source_artifact()
+        return self._source_artifact
 
 
 @dataclass
@@ -59,6 +69,27 @@ class Outcome:
     changed: bool
     digest: str = ""
     note: str = ""
+
+
+@dataclass
+class Plan:
+    """What this reconcile must write; everything else in the cluster is already right."""
+
+    image_changed: bool
+    config_changed: bool
+    full: bool  # the drift sweep re-applies everything, whatever Hoist believes
+    fingerprint: str
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.image_changed or self.config_changed or self.full)
+
+
+def up_to_date(resource: Resource) -> bool:
+    """Ready, and no promotion waiting to be marked: an event-driven reconcile can stop here."""
+    return resource.phase == Phase.READY and not resource.promotions.filter(
+        status__in=[Promotion.Status.QUEUED, Promotion.Status.RUNNING]
+    ).exists()
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -106,8 +137,18 @@ def reconcile_once(resource_id: int, *, sweep: bool = False) -> Outcome | None:
                 return Outcome(changed=False, digest=resource.current_digest, note="stale candidate ignored")
             image = make_pullable(resource, target)
             drift = observe_drift(kube, resource) if sweep else None
-            own = own_artifact(resource, target, image)
-            apply_objects(kube, resource, image, target, own, full=sweep)
+            objects = desired_objects(resource, image, target.digest)
+            fingerprint = config_hash(objects)
+            plan = Plan(
+                image_changed=image != resource.current_image,
+                config_changed=fingerprint != resource.config_hash,
+                full=sweep,
+                fingerprint=fingerprint,
+            )
+            if plan.nothing_to_do and up_to_date(resource):
+                return Outcome(changed=False, digest=target.digest, note="up to date")
+            own = own_artifact(resource, target, image, plan)
+            apply_objects(kube, resource, objects, own, plan)
             outcome = record(resource, target, image, drift)
     return outcome
 
@@ -165,11 +206,10 @@ def _decide_from_image_source(resource: Resource, upstream: Resource, kube: Clus
             f"Waiting for {upstream} to publish: no ImageSource {upstream.environment.namespace}/{upstream.name} "
             f"with a latest artifact on cluster {upstream.environment.cluster}."
         )
-    source_artifact = upstream.artifacts.filter(sequence=latest["sequence"]).first()
     first = latest.get("firstPublishedAt") or latest.get("publishedAt")
     return Target(
         digest=latest["digest"], image=latest["image"], sequence=int(latest["sequence"]),
-        source_artifact=source_artifact,
+        source_artifact=lambda: upstream.artifacts.filter(sequence=latest["sequence"]).first(),
         first_published_at=datetime.fromisoformat(first.replace("Z", "+00:00")) if first else None,
         reason=Promotion.Reason.TRACK_LATEST,
     )
@@ -290,7 +330,16 @@ def desired_objects(resource: Resource, image: str, digest: str) -> dict[str, di
             "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
                 "service": {"name": resource.name, "port": {"number": http_port["port"]}}}}]},
         }]}}
-    return {"Secret": secret, "Deployment": deployment, "Service": service, "Ingress": ingress}
+    source = {"image": image, "digest": digest, "binding": "image" if resource.source_type == SourceType.IMAGE else resource.binding}
+    if resource.promote_from_id:
+        upstream = resource.promote_from
+        source["sourceRef"] = {
+            "project": resource.environment.project.slug, "environment": upstream.environment.slug,
+            "namespace": upstream.environment.namespace, "name": upstream.name,
+            "cluster": upstream.environment.cluster.slug,
+        }
+    image_source = {"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": meta, "spec": source}
+    return {"Secret": secret, "Deployment": deployment, "Service": service, "Ingress": ingress, "ImageSource": image_source}
 
 
 def config_hash(objects: dict[str, dict | None]) -> str:
@@ -299,34 +348,34 @@ def config_hash(objects: dict[str, dict | None]) -> str:
     Keyed with SECRET_KEY: the objects include secret values, and a plain hash
     in the database would let low-entropy secrets be guessed offline.
     """
-    stripped = {kind: obj for kind, obj in objects.items() if kind != "Deployment"}
+    stripped = {kind: obj for kind, obj in objects.items() if kind not in ("Deployment", "ImageSource")}
     deployment = json.loads(json.dumps(objects["Deployment"]))
     deployment["spec"]["template"]["spec"]["containers"][0].pop("image")
     deployment["metadata"].pop("annotations")
     stripped["Deployment"] = deployment
+    stripped["ImageSource"] = {k: v for k, v in objects["ImageSource"]["spec"].items() if k not in ("image", "digest")}
     return hmac.new(settings.SECRET_KEY.encode(), json.dumps(stripped, sort_keys=True).encode(), hashlib.sha256).hexdigest()
 
 
 API_VERSIONS = {"Secret": "v1", "Deployment": "apps/v1", "Service": "v1", "Ingress": "networking.k8s.io/v1"}
 
 
-def apply_objects(kube: ClusterClient, resource: Resource, image: str, target: Target, own: Artifact, *, full: bool) -> None:
-    """Apply what changed: always the Deployment and the ImageSource; the rest when the
-    config changed or on a drift sweep (`full`)."""
-    objects = desired_objects(resource, image, target.digest)
-    fingerprint = config_hash(objects)
-    config_changed = full or fingerprint != resource.config_hash
+def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, own: Artifact | None, plan: Plan) -> None:
+    """Apply what the plan says changed: the Deployment and the ImageSource when the image
+    or config changed; Secret, Service and Ingress when the config changed. The drift
+    sweep (`plan.full`) applies everything."""
+    config = plan.config_changed or plan.full
     for kind in ("Secret", "Deployment", "Service", "Ingress"):
-        obj = objects[kind]
-        if kind != "Deployment" and not config_changed:
+        if kind != "Deployment" and not config:
             continue
+        obj = objects[kind]
         if obj is None:
             name = secret_name(resource) if kind == "Secret" else resource.name
             kube.delete(API_VERSIONS[kind], kind, resource.environment.namespace, name)
         else:
             _apply_in_namespace(kube, resource, obj)
-    _apply_image_source(kube, resource, image, target, own)
-    resource.config_hash = fingerprint
+    _apply_image_source(kube, resource, objects["ImageSource"], own)
+    resource.config_hash = plan.fingerprint
 
 
 def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subresource: str = "") -> dict:
@@ -344,26 +393,16 @@ def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subr
         return kube.apply(obj, subresource=subresource)
 
 
-def _apply_image_source(kube: ClusterClient, resource: Resource, image: str, target: Target, own: Artifact) -> None:
+def _apply_image_source(kube: ClusterClient, resource: Resource, image_source: dict, own: Artifact) -> None:
     kube.ensure_crd()
-    binding = "image" if resource.source_type == SourceType.IMAGE else resource.binding
-    spec = {"image": image, "digest": target.digest, "binding": binding}
-    if resource.promote_from_id:
-        upstream = resource.promote_from
-        spec["sourceRef"] = {
-            "project": resource.environment.project.slug, "environment": upstream.environment.slug,
-            "namespace": upstream.environment.namespace, "name": upstream.name,
-            "cluster": upstream.environment.cluster.slug,
-        }
-    meta = {"name": resource.name, "namespace": resource.environment.namespace, "labels": labels_for(resource)}
-    applied = _apply_in_namespace(kube, resource, {"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": meta, "spec": spec})
+    applied = _apply_in_namespace(kube, resource, image_source)
     latest = {
-        "image": image, "digest": own.digest, "sequence": own.sequence,
+        "image": image_source["spec"]["image"], "digest": own.digest, "sequence": own.sequence,
         "publishedAt": _rfc3339(own.published_at), "firstPublishedAt": _rfc3339(own.first_published_at),
     }
     status = {"observedGeneration": (applied or {}).get("metadata", {}).get("generation", 1), "latestArtifact": latest}
-    kube.apply({"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": {"name": resource.name, "namespace": meta["namespace"]},
-                "status": status}, subresource="status")
+    meta = {"name": resource.name, "namespace": resource.environment.namespace}
+    kube.apply({"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": meta, "status": status}, subresource="status")
 
 
 def _rfc3339(value: datetime) -> str:
@@ -385,7 +424,7 @@ def observe_drift(kube: ClusterClient, resource: Resource) -> str | None:
 # --- step 4: record ----------------------------------------------------------------------------
 
 
-def own_artifact(resource: Resource, target: Target, image: str) -> Artifact:
+def own_artifact(resource: Resource, target: Target, image: str, plan: Plan) -> Artifact:
     """What this resource publishes to its own dependants.
 
     An image source publishes its own artifacts; a promoted resource
@@ -394,11 +433,12 @@ def own_artifact(resource: Resource, target: Target, image: str) -> Artifact:
     """
     if resource.source_type == SourceType.IMAGE:
         return target.source_artifact
-    latest = resource.artifacts.order_by("-sequence").first()
-    if latest is not None and latest.digest == target.digest and latest.repository == parse_reference(image).name:
-        return latest
+    if not plan.image_changed:
+        latest = resource.artifacts.order_by("-sequence").first()
+        if latest is not None:
+            return latest
+    # Counted here, saved with the status in record(): the row is locked meanwhile.
     resource.artifact_seq += 1
-    Resource.objects.filter(pk=resource.pk).update(artifact_seq=resource.artifact_seq)
     return Artifact.objects.create(
         resource=resource, sequence=resource.artifact_seq, repository=parse_reference(image).name, digest=target.digest,
         origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
@@ -437,7 +477,9 @@ def record(resource: Resource, target: Target, image: str, drift: str | None) ->
     if target.sequence:
         resource.applied_seq = target.sequence
     resource.phase, resource.message, resource.reconciled_at = Phase.READY, "", now
-    resource.save(update_fields=["current_digest", "current_image", "applied_seq", "phase", "message", "reconciled_at", "config_hash"])
+    resource.save(update_fields=[
+        "current_digest", "current_image", "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "config_hash",
+    ])
     if changed:
         tasks.enqueue_reconcile_many(list(resource.dependants.filter(binding=Binding.TRACK_LATEST).values_list("pk", flat=True)))
     return Outcome(changed=changed, digest=target.digest)

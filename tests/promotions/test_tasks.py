@@ -44,3 +44,23 @@ def test_the_drift_sweep_is_scheduled(db):
 
     schedule = Schedule.objects.get(name="hoist-drift-sweep")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("promotions.tasks.reconcile_all", "I", 1)
+
+
+def test_a_webhook_push_reaches_track_latest_dependants(client, dev, staging, make_resource, clusters, sync_tasks,
+                                                        settings, django_capture_on_commit_callbacks):
+    import json
+
+    settings.HOIST_WEBHOOK_TOKEN = "t0ken"
+    with django_capture_on_commit_callbacks(execute=True):
+        web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+    web.image = "registry.a.example/shop/web:main"  # now follows a tag (as edited in the UI)
+    web.save(update_fields=["image"])
+    with django_capture_on_commit_callbacks(execute=True):
+        make_resource(staging, upstream=web)
+    event = {"action": "push", "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(2),
+                                          "repository": "shop/web", "tag": "main"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/hooks/registry/?registry=registry.a.example", json.dumps({"events": [event]}),
+                               content_type="application/json", HTTP_AUTHORIZATION="Bearer t0ken")
+    assert response.status_code == 202
+    assert image_of(clusters["a"], "shop-staging", "web") == "registry.a.example/shop/web@" + digest(2)
