@@ -66,7 +66,9 @@ class Environment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["project", "position", "name"]
+        # Raw id columns, not the related models' own orderings: ordering by a
+        # relation drags its Meta.ordering in as JOINs on every query.
+        ordering = ["project_id", "position", "name"]
         constraints = [
             models.UniqueConstraint(fields=["project", "slug"], name="environment_unique_slug_per_project"),
             # Two environments writing the same namespace would overwrite each other's objects.
@@ -150,7 +152,7 @@ class Resource(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["environment", "name"]
+        ordering = ["environment_id", "name"]
         constraints = [
             models.UniqueConstraint(fields=["environment", "name"], name="resource_unique_name_per_environment"),
             models.CheckConstraint(condition=~Q(promote_from=models.F("id")), name="resource_not_promoted_from_itself"),
@@ -190,7 +192,7 @@ class EnvVar(models.Model):
     secret = models.BooleanField(default=False)
 
     class Meta:
-        ordering = ["resource", "name"]
+        ordering = ["resource_id", "name"]
         constraints = [models.UniqueConstraint(fields=["resource", "name"], name="envvar_unique_name_per_resource")]
 
     def __str__(self) -> str:
@@ -233,7 +235,7 @@ class Artifact(models.Model):
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
-        ordering = ["resource", "-sequence"]
+        ordering = ["resource_id", "-sequence"]
         get_latest_by = "sequence"
         constraints = [
             models.UniqueConstraint(fields=["resource", "sequence"], name="artifact_unique_sequence_per_resource"),

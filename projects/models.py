@@ -60,7 +60,7 @@ class Membership(models.Model):
                 condition=models.Q(role__in=[r.value for r in Role]), name="membership_role_valid"
             ),
         ]
-        ordering = ["project", "user"]
+        ordering = ["project_id", "user_id"]
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} of {self.project}"

@@ -120,13 +120,13 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False) -> Outcome | No
 
 def reconcile_once(resource_id: int, *, sweep: bool = False) -> Outcome | None:
     with transaction.atomic():
-        resource = (
-            Resource.objects.select_for_update(of=("self",))
-            .select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
-            .filter(pk=resource_id)
-            .first()
-        )
-        if resource is None:
+        try:
+            resource = (
+                Resource.objects.select_for_update(of=("self",))
+                .select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
+                .get(pk=resource_id)
+            )
+        except Resource.DoesNotExist:
             return None  # deleted meanwhile: cleanup has its own task
         if resource.kind != Kind.DEPLOYMENT:
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
@@ -209,7 +209,7 @@ def _decide_from_image_source(resource: Resource, upstream: Resource, kube: Clus
     first = latest.get("firstPublishedAt") or latest.get("publishedAt")
     return Target(
         digest=latest["digest"], image=latest["image"], sequence=int(latest["sequence"]),
-        source_artifact=lambda: upstream.artifacts.filter(sequence=latest["sequence"]).first(),
+        source_artifact=lambda: upstream.artifacts.filter(sequence=latest["sequence"]).order_by().first(),
         first_published_at=datetime.fromisoformat(first.replace("Z", "+00:00")) if first else None,
         reason=Promotion.Reason.TRACK_LATEST,
     )
@@ -281,7 +281,7 @@ def desired_objects(resource: Resource, image: str, digest: str) -> dict[str, di
     labels = labels_for(resource)
     selector = selector_for(resource.environment.project.slug, resource.environment.slug, resource.name)
     meta = {"name": resource.name, "namespace": namespace, "labels": labels}
-    env_vars = list(resource.env_vars.all())
+    env_vars = list(resource.env_vars.order_by("name"))
     secret_data = {var.name: var.value for var in env_vars if var.secret}
     if resource.database_url:
         secret_data["DATABASE_URL"] = resource.database_url
@@ -481,7 +481,9 @@ def record(resource: Resource, target: Target, image: str, drift: str | None) ->
         "current_digest", "current_image", "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "config_hash",
     ])
     if changed:
-        tasks.enqueue_reconcile_many(list(resource.dependants.filter(binding=Binding.TRACK_LATEST).values_list("pk", flat=True)))
+        tasks.enqueue_reconcile_many(
+            list(resource.dependants.filter(binding=Binding.TRACK_LATEST).order_by("pk").values_list("pk", flat=True))
+        )
     return Outcome(changed=changed, digest=target.digest)
 
 
