@@ -95,7 +95,7 @@ def up_to_date(resource: Resource) -> bool:
 # --- entry points ------------------------------------------------------------------------------
 
 
-def reconcile_resource(resource_id: int, *, sweep: bool = False) -> Outcome | None:
+def reconcile_resource(resource_id: int, *, sweep: bool = False, reads: dict | None = None) -> Outcome | None:
     """Reconcile with in-task retries for transient failures; record every failure.
 
     After the last attempt a transient failure leaves its promotion queued
@@ -105,7 +105,7 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False) -> Outcome | No
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
     for attempt in range(1, attempts + 1):
         try:
-            return reconcile_once(resource_id, sweep=sweep)
+            return reconcile_once(resource_id, sweep=sweep, reads=reads)
         except Waiting as waiting:
             set_phase(resource_id, Phase.WAITING, str(waiting))
             return None
@@ -118,7 +118,9 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False) -> Outcome | No
     return None
 
 
-def reconcile_once(resource_id: int, *, sweep: bool = False) -> Outcome | None:
+def reconcile_once(resource_id: int, *, sweep: bool = False, reads: dict | None = None) -> Outcome | None:
+    """One attempt. `reads` may carry upstream ImageSource reads shared by a batch of
+    dependants of one upstream (one GET instead of one per dependant)."""
     with transaction.atomic():
         try:
             resource = (
@@ -132,7 +134,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False) -> Outcome | None:
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
             return None
         with ClusterClient.for_cluster(resource.environment.cluster) as kube:
-            target = decide(resource, kube)
+            target = decide(resource, kube, reads)
             if not is_forward(resource, target):
                 return Outcome(changed=False, digest=resource.current_digest, note="stale candidate ignored")
             image = make_pullable(resource, target)
@@ -156,7 +158,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False) -> Outcome | None:
 # --- step 1: decide ----------------------------------------------------------------------------
 
 
-def decide(resource: Resource, kube: ClusterClient) -> Target:
+def decide(resource: Resource, kube: ClusterClient, reads: dict | None = None) -> Target:
     if resource.source_type == SourceType.IMAGE:
         return _decide_own(resource)
     upstream = resource.promote_from
@@ -170,7 +172,7 @@ def decide(resource: Resource, kube: ClusterClient) -> Target:
             reason=Promotion.Reason.PIN_EDIT,
         )
     if _same_cluster(resource, upstream):
-        return _decide_from_image_source(resource, upstream, kube)
+        return _decide_from_image_source(resource, upstream, kube, reads)
     latest = upstream.artifacts.order_by("-sequence").first()
     if latest is None:
         raise Waiting(f"Waiting for {upstream} to publish an image.")
@@ -197,9 +199,19 @@ def _resolve_tag(resource: Resource) -> Artifact:
     )
 
 
-def _decide_from_image_source(resource: Resource, upstream: Resource, kube: ClusterClient) -> Target:
-    """Same cluster: the upstream's ImageSource says what it publishes (no registry round-trip)."""
-    obj = kube.read_image_source(upstream.environment.namespace, upstream.name)
+def _decide_from_image_source(resource: Resource, upstream: Resource, kube: ClusterClient, reads: dict | None) -> Target:
+    """Same cluster: the upstream's ImageSource says what it publishes (no registry round-trip).
+
+    Within one batch the read is shared: a batch lasts a second or so, and a
+    publish during it queues another batch that moves everyone forward again.
+    """
+    key = (kube.endpoint, upstream.environment.namespace, upstream.name)
+    if reads is not None and key in reads:
+        obj = reads[key]
+    else:
+        obj = kube.read_image_source(upstream.environment.namespace, upstream.name)
+        if reads is not None:
+            reads[key] = obj
     latest = ((obj or {}).get("status") or {}).get("latestArtifact")
     if not latest:
         raise Waiting(

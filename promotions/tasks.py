@@ -60,8 +60,9 @@ def reconcile_resource(resource_id: int, sweep: bool = False) -> None:
 def reconcile_resources(resource_ids: list[int], sweep: bool = False) -> None:
     from . import reconcile
 
+    reads: dict = {}  # upstream ImageSources read once for the whole batch
     for resource_id in resource_ids:
-        reconcile.reconcile_resource(resource_id, sweep=sweep)
+        reconcile.reconcile_resource(resource_id, sweep=sweep, reads=reads)
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:

@@ -253,3 +253,17 @@ def test_cross_cluster_without_a_central_registry_refuses_clearly(web, prod, mak
     downstream.refresh_from_db()
     assert downstream.phase == "failed" and "central registry" in downstream.message
     assert deployment(clusters["b"], "shop-prod", "web") is None
+
+
+def test_a_batch_of_dependants_reads_the_upstream_once(web, staging, qa, make_resource, clusters):
+    from promotions import tasks
+
+    followers = [make_resource(staging, upstream=web), make_resource(staging, "web2", upstream=web), make_resource(qa, upstream=web)]
+    reconcile.reconcile_resource(web.pk)
+    clusters["a"].requests.clear()
+    tasks.reconcile_resources([f.pk for f in followers])
+    reads = [r for r in clusters["a"].requests if r["method"] == "GET" and r["path"].endswith("/imagesources/web")]
+    assert len(reads) == 1
+    for follower in followers:
+        follower.refresh_from_db()
+        assert follower.current_digest == digest(1)
