@@ -216,6 +216,7 @@ class Artifact(models.Model):
         WEBHOOK = "webhook", "Registry webhook"
         ADMIN = "admin", "Admin"
         RESOLVE = "resolve", "Tag resolution"
+        IMAGE = "image", "Digest in the resource's image reference"
         PROMOTION = "promotion", "Promotion"
         DEMO = "demo", "Demo data"
 

@@ -59,13 +59,17 @@ def _record(
     )
 
 
-def validate_publish(*, resource: Resource, digest: str, tag: str = "", repository: str = "") -> str:
-    """Check a publish; returns the repository the artifact will record."""
+def validate_publish(*, resource: Resource, digest: str | None, tag: str = "", repository: str = "") -> str:
+    """Check a publish; returns the repository the artifact will record.
+
+    `digest=None`: the digest is not known yet (a tag still to be resolved).
+    """
     if resource.source_type != SourceType.IMAGE:
         raise ValidationError(
             {"resource": [f"{resource} promotes from {resource.promote_from}; publish to the upstream instead."]}
         )
-    rules.check_digest(digest, "digest")
+    if digest is not None:
+        rules.check_digest(digest, "digest")
     if tag and (len(tag) > 128 or not rules.TAG_RE.match(tag)):
         raise ValidationError({"tag": [f"Not a valid tag: {tag[:80]!r}."]})
     if repository:
@@ -113,7 +117,7 @@ def artifact_publish_tag(
     require_change_environment(actor, resource.environment, "publish images")
     if not tag:
         raise ValidationError({"digest": ["Give the digest that was pushed, or the tag to resolve to one."]})
-    repository = validate_publish(resource=resource, digest="sha256:" + "0" * 64, tag=tag, repository=repository)
+    repository = validate_publish(resource=resource, digest=None, tag=tag, repository=repository)
     try:
         digest = mirror.resolve(f"{repository}:{tag}")
     except RegistryError as exc:
@@ -134,7 +138,7 @@ def on_resource_created(*, resource: Resource, actor=None) -> None:
             resource.save(update_fields=["artifact_seq"])
             artifact = Artifact.objects.create(
                 resource=resource, sequence=1, repository=parsed.name, digest=parsed.digest,
-                tag=parsed.tag or "", origin=Artifact.Origin.API if actor else Artifact.Origin.DEMO,
+                tag=parsed.tag or "", origin=Artifact.Origin.IMAGE,
                 first_published_at=timezone.now(),
                 published_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
@@ -152,7 +156,7 @@ def on_resource_changed(*, resource: Resource, previous_source: dict, source_cha
         parsed = rules.check_image_reference(resource.image)
         if parsed.digest:
             artifact_publish(resource=resource, digest=parsed.digest, repository=parsed.name,
-                             tag=parsed.tag or "", origin=Artifact.Origin.API, actor=None,
+                             tag=parsed.tag or "", origin=Artifact.Origin.IMAGE, actor=None,
                              actor_label=str(actor) if actor else "")
             return
         tasks.enqueue_reconcile(resource.pk)
