@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -129,7 +128,7 @@ def _setup_world(api_url: str, fanouts: list[int]):
     chain_dev = env_services.resource_create(environment=dev, name="chain", source_type=SourceType.IMAGE, image=image.format(name="chain"))
     chain_staging = env_services.resource_create(environment=staging, name="chain", source_type=SourceType.PROMOTE,
                                                  promote_from=chain_dev, binding=Binding.TRACK_LATEST)
-    chain_prod = env_services.resource_create(environment=prod, name="chain", source_type=SourceType.PROMOTE,
+    env_services.resource_create(environment=prod, name="chain", source_type=SourceType.PROMOTE,
                                               promote_from=chain_staging, binding=Binding.TRACK_LATEST)
     world["chain"] = (chain_dev, [(prod.namespace, "chain")])
     for n in fanouts:

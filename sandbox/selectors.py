@@ -47,8 +47,8 @@ def parse_label_selector(text: str | None):
         elif m.group("op"):
             op = "=" if m.group("op") == "==" else m.group("op")
             if op in (">", "<") and not re.fullmatch(r"-?\d+", m.group("val") or ""):
-                raise E.bad_request(f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be "
-                                    f"an integer")
+                raise E.bad_request("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be "
+                                    "an integer")
             reqs.append((op, m.group("key"), m.group("val")))
         else:
             reqs.append(("exists", m.group("key"), None))

@@ -179,6 +179,15 @@ def test_admin_action_promotes_to_the_upstreams_current(admin_client, world):
     response = admin_client.post(reverse("admin:environments_resource_changelist"),
                                  {"action": "promote_upstream_current", "_selected_action": [world["dev_web"].pk]}, follow=True)
     assert "there is no upstream" in response.content.decode()
+    # Once staging runs (and so publishes) a digest, the action pins prod to it, through the service.
+    Artifact.objects.create(resource=staging_web, sequence=1, repository="registry.example.com/shop/web",
+                            digest=digest(1), origin="promotion", first_published_at=staging_web.created_at)
+    response = admin_client.post(reverse("admin:environments_resource_changelist"),
+                                 {"action": "promote_upstream_current", "_selected_action": [prod_web.pk]}, follow=True)
+    assert "Promoted: 1." in response.content.decode()
+    prod_web.refresh_from_db()
+    assert prod_web.pinned_digest == digest(1)
+    assert Promotion.objects.filter(resource=prod_web, reason="pin_edit", to_digest=digest(1)).exists()
 
 
 def test_a_staff_user_outside_the_project_cannot_change_it(client, world, make_user):

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from environments import services
 from environments.models import Artifact, Binding, Cluster, Environment, Resource, SourceType
 from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, HoistViewSet, ProjectScopedViewSet
-from projects.api.errors import Conflict, RegistryUnavailable, field_errors
+from projects.api.errors import RegistryUnavailable, conflict, field_errors
 from promotions.registry import RegistryError
 from projects.models import Project, Role
 from promotions import services as promotion_services
@@ -95,8 +95,7 @@ class ClusterViewSet(HoistViewSet):
             try:
                 services.cluster_delete(cluster=instance, actor=request.user)
             except DjangoValidationError as exc:
-                errors = field_errors(exc)
-                raise Conflict(next(iter(errors.values()))[0], errors=errors) from None
+                raise conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -183,8 +182,7 @@ class EnvironmentViewSet(ProjectScopedViewSet):
             try:
                 services.environment_delete(environment=env, actor=request.user)
             except DjangoValidationError as exc:
-                errors = field_errors(exc)
-                raise Conflict(next(iter(errors.values()))[0], errors=errors) from None
+                raise conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -405,8 +403,7 @@ class ResourceViewSet(EnvironmentScopedViewSet):
             try:
                 services.resource_delete(resource=current, actor=request.user)
             except DjangoValidationError as exc:
-                errors = field_errors(exc)
-                raise Conflict(next(iter(errors.values()))[0], errors=errors) from None
+                raise conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

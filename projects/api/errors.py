@@ -63,6 +63,12 @@ class Conflict(HoistAPIError):
     default_code = "conflict"
 
 
+def conflict(exc: DjangoValidationError, field_names: dict[str, str] | None = None) -> Conflict:
+    """A service's refusal of a change the current state forbids (e.g. dependants), as a 409."""
+    errors = field_errors(exc, field_names)
+    return Conflict(next(iter(errors.values()))[0], errors=errors)
+
+
 class RegistryUnavailable(HoistAPIError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The registry could not be reached; try again."
