@@ -210,8 +210,10 @@ SPECTACULAR_SETTINGS = {
 Q_CLUSTER = {
     "name": "hoist",
     "workers": int(os.environ.get("HOIST_Q_WORKERS", "4")),  # reconciles wait on I/O, not CPU
-    "timeout": 120,
-    "retry": 180,
+    # A batch of reconciles against a slow cluster may take minutes; the broker
+    # redelivers a task only after `retry`, which must exceed `timeout`.
+    "timeout": 300,
+    "retry": 360,
     "max_attempts": 1,  # Hoist retries reconciles itself, with backoff and a record.
     "catch_up": False,
     # The ORM broker polls; fetch several tasks per poll so a fan-out of

@@ -9,7 +9,7 @@ from django.db.models import Count
 from promotions import services as promotion_services
 from promotions.admin import error_text, run_for_each
 
-from . import services
+from . import rules, services
 from .models import Artifact, Cluster, EnvVar, Environment, Resource, SourceType
 
 
@@ -54,14 +54,10 @@ class ClusterForm(forms.ModelForm):
     def clean_kubeconfig(self):
         value = self.cleaned_data["kubeconfig"]
         if value:
-            import yaml
-
             try:
-                parsed = yaml.safe_load(value)
-            except yaml.YAMLError as exc:
-                raise ValidationError(f"Not valid YAML: {exc}") from exc
-            if not isinstance(parsed, dict) or not parsed.get("clusters"):
-                raise ValidationError("A kubeconfig needs at least one entry under 'clusters'.")
+                rules.check_kubeconfig(value)
+            except ValidationError as exc:
+                raise ValidationError(exc.message_dict["kubeconfig"]) from None
         return value
 
     def save(self, commit=True):

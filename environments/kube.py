@@ -58,12 +58,15 @@ KINDS: dict[tuple[str, str], KindInfo] = {
 class ClusterError(Exception):
     """A cluster refused or could not be reached. `retryable` says whether trying again can help."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None, reason: str = ""):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, reason: str = "",
+                 unreachable: bool = False):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.status = status
         self.reason = reason
+        self.unreachable = unreachable  # no answer at all: the whole cluster is down for now
+        self.cluster_name = ""
 
     def __str__(self) -> str:
         return self.message
@@ -145,11 +148,18 @@ class ClusterClient:
 
     @classmethod
     def _from_kubeconfig(cls, cluster) -> "ClusterClient":
+        from .rules import check_kubeconfig
+
         try:
+            check_kubeconfig(cluster.kubeconfig)  # rows saved before the check existed
             config_dict = yaml.safe_load(cluster.kubeconfig)
             api_client = k8s_config.new_client_from_config_dict(config_dict)
         except Exception as exc:  # the loader raises several types for a bad kubeconfig
-            raise ClusterError(f"cluster {cluster.name}: the kubeconfig can't be used: {exc}", retryable=False) from exc
+            # Not the loader's text: it can quote the kubeconfig, token included.
+            raise ClusterError(
+                f"cluster {cluster.name}: the kubeconfig can't be used ({exc.__class__.__name__}); "
+                "check it in the cluster's settings", retryable=False,
+            ) from None
         api_client.configuration.retries = False
         return cls(api_client, name=cluster.name, endpoint=api_client.configuration.host)
 
@@ -170,6 +180,13 @@ class ClusterClient:
     # --- the wire ----------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, query=None, body=None, content_type: str | None = None) -> dict | None:
+        try:
+            return self._send(method, path, query=query, body=body, content_type=content_type)
+        except ClusterError as exc:
+            exc.cluster_name = self.name
+            raise
+
+    def _send(self, method: str, path: str, *, query=None, body=None, content_type: str | None = None) -> dict | None:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -186,7 +203,7 @@ class ClusterClient:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterError(
                 f"cluster {self.name} ({self.endpoint}) can't be reached: {exc.__class__.__name__}: {exc}",
-                retryable=True,
+                retryable=True, unreachable=True,
             ) from exc
         if not 200 <= response.status <= 299:
             raise self._error(response.status, response.data, method, path)

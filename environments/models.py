@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
@@ -7,6 +8,15 @@ from projects.models import SLUG_VALIDATOR, Project
 
 from .fields import EncryptedTextField, mask
 from .rules import DIGEST_PATTERN
+
+def validate_kubeconfig(value: str) -> None:
+    from .rules import check_kubeconfig
+
+    try:
+        check_kubeconfig(value)
+    except ValidationError as exc:
+        raise ValidationError(exc.message_dict["kubeconfig"]) from None
+
 
 DIGEST_VALIDATOR = RegexValidator(
     DIGEST_PATTERN, "A digest is 'sha256:' followed by exactly 64 lower-case hex characters."
@@ -29,7 +39,9 @@ class Cluster(models.Model):
     )
     token = EncryptedTextField(blank=True, help_text="Bearer token of a service account. Stored encrypted.")
     kubeconfig = EncryptedTextField(
-        blank=True, help_text="A kubeconfig instead of URL/CA/token (its current context is used). Stored encrypted."
+        blank=True, validators=[validate_kubeconfig],
+        help_text="A kubeconfig instead of URL/CA/token (its current context is used; inline credentials only). "
+        "Stored encrypted.",
     )
     registry = models.CharField(
         max_length=300,
@@ -135,6 +147,9 @@ class Resource(models.Model):
 
     # Publishing: sequence of this resource's own Artifacts (grows only).
     artifact_seq = models.PositiveBigIntegerField(default=0)
+    # Own artifacts at or below this sequence belong to an earlier image reference
+    # (the image was changed to a tag since): they no longer count as "latest".
+    artifact_floor = models.PositiveBigIntegerField(default=0)
 
     # Status, written by reconcile.
     current_digest = models.CharField(max_length=71, blank=True)

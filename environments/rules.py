@@ -49,6 +49,45 @@ def check_dns_label(value: str, field: str, what: str = "Name") -> str:
     return value
 
 
+def check_resource_name(value: str, field: str = "name") -> str:
+    """A resource's name names its Deployment and Service; a Service needs a DNS-1035
+    label, so the name starts with a letter."""
+    check_dns_label(value, field)
+    if not value[0].isalpha():
+        raise error(field, f"Name must start with a letter, as a Kubernetes Service name must (got {value[:80]!r}).")
+    return value
+
+
+def check_kubeconfig(text: str) -> str:
+    """Accept only what Hoist can use without touching the worker's files or running programs.
+
+    A kubeconfig may name an `exec` plugin, an auth provider or files (tokenFile,
+    client-key paths); honoured on a worker, those would run commands or read
+    local secrets on behalf of whoever can edit a cluster. Inline data only.
+    """
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        # The parser's message quotes the offending line, which may hold a token.
+        raise error("kubeconfig", "The kubeconfig is not valid YAML.") from None
+    if not isinstance(parsed, dict) or not parsed.get("clusters"):
+        raise error("kubeconfig", "A kubeconfig needs at least one entry under 'clusters'.")
+    forbidden = {"exec", "auth-provider", "tokenFile", "client-certificate", "client-key", "certificate-authority"}
+    for section in ("users", "clusters"):
+        for entry in parsed.get(section) or []:
+            body = (entry or {}).get("user" if section == "users" else "cluster") or {}
+            found = sorted(forbidden & set(body)) if isinstance(body, dict) else []
+            if found:
+                raise error(
+                    "kubeconfig",
+                    f"{section[:-1]} {entry.get('name', '?')!r} uses {', '.join(found)}: only inline credentials "
+                    "(token, client-certificate-data, client-key-data, certificate-authority-data) are accepted.",
+                )
+    return text
+
+
 def check_ports(ports) -> list[dict]:
     """Normalise ports to [{"name", "port", "protocol"}], refusing anything a cluster would."""
     if ports is None:

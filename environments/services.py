@@ -101,6 +101,11 @@ def environment_delete(*, environment: Environment, actor=None) -> None:
             raise ValidationError(
                 {"environment": [f"Environment {environment.slug} can't be deleted: " + _dependants_sentence(outside)]}
             )
+        from promotions import services as promotion_services
+
+        for resource in environment.resources.select_related("environment__project"):
+            # Their objects (Secrets with secret values among them) leave the cluster too.
+            promotion_services.on_resource_deleted(resource=resource, actor=actor)
         environment.delete()
 
 
@@ -276,7 +281,7 @@ def validate_resource_create(
     errors = Errors()
     for field in sorted(set(config) - set(CONFIG_FIELDS)):
         errors.add(field, "Unknown field.")
-    errors.run(rules.check_dns_label, name, "name")
+    errors.run(rules.check_resource_name, name)
     if kind not in Kind.values:
         errors.add("kind", f"Kind must be one of: {', '.join(Kind.values)}.")
     if source_type == SourceType.PROMOTE:
@@ -359,26 +364,25 @@ def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = 
     Only the keys given change. `env`, when given, replaces the list (a secret
     given with value None keeps its stored value). Changing a pin or the
     binding of a promoted resource needs the maintainer role.
+
+    Validation runs against the locked row, so an edit racing another (a
+    replicas change against a pin change) can't write back a stale source.
     """
     from promotions import services as promotion_services
 
     require_change_environment(actor, resource.environment, "change resources")
-    plan = validate_resource_update(resource=resource, env=env, **changes)
-    source = plan["source"]
-    if plan["source_changed"] and resource.source_type == SourceType.PROMOTE and (
-        source["binding"] != resource.binding or source["pinned_digest"] != resource.pinned_digest
-    ):
-        require_role(actor, resource.project, Role.MAINTAINER, "change pins and bindings")
+    validate_resource_update(resource=resource, env=env, **dict(changes))  # fail fast, before any lock
 
     with transaction.atomic():
-        if plan["source_changed"]:
+        if any(field in changes for field in SOURCE_FIELDS):
             _lock_project(resource.environment.project_id)
-            # Re-check under the lock: a concurrent edit may have closed a loop meanwhile.
-            if source["promote_from"] is not None and would_cycle(resource, source["promote_from"]):
-                raise ValidationError(
-                    {"promote_from": [f"Promoting {resource} from {source['promote_from']} would create a cycle."]}
-                )
-        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        locked = Resource.objects.select_for_update().select_related("environment__project").get(pk=resource.pk)
+        plan = validate_resource_update(resource=locked, env=env, **dict(changes))
+        source = plan["source"]
+        if plan["source_changed"] and locked.source_type == SourceType.PROMOTE and (
+            source["binding"] != locked.binding or source["pinned_digest"] != locked.pinned_digest
+        ):
+            require_role(actor, locked.project, Role.MAINTAINER, "change pins and bindings")
         previous = {f: getattr(locked, f) for f in SOURCE_FIELDS}
         for field, value in {**source, **plan["config"]}.items():
             setattr(locked, field, value)

@@ -63,6 +63,10 @@ def mirror(image: str, dest_repository: str) -> str:
     if not source.digest:
         raise InvalidReference(f"{image} has no digest; only digests are mirrored")
     if source.name == dest_repository:
+        # Already at the central path (the upstream pulls from there too): still
+        # verify the digest is present before anyone is told to pull it.
+        if not client().exists(source, source.digest):
+            raise RegistryError(f"manifest {source.digest} not found in {source.name}", retryable=False, status=404)
         return image
     result = client().copy(source, dest_repository)
     return f"{dest_repository}@{result.digest}"

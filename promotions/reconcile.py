@@ -31,37 +31,30 @@ from django.utils import timezone
 from environments.kube import IMAGESOURCE_API, ClusterClient, ClusterError, forget_crd_cache
 from environments.models import Artifact, Binding, Kind, Phase, Resource, SourceType
 
-from . import mirror, tasks
+from . import mirror, services, tasks
 from .models import Promotion
 from .registry import RegistryError, parse_reference
 
 log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "hoist.dev"
+SKIPPED = "SkippedAfterOutage"
 
 
 class Waiting(Exception):
     """Nothing to run yet (the upstream has not published); not an error."""
 
 
+@dataclass
 class Target:
     """The digest to run, where it comes from, and its place in the publisher's order."""
 
-    def __init__(self, digest: str, image: str, sequence: int, source_artifact, first_published_at: datetime | None, reason: str):
-        self.digest = digest
-        self.image = image  # registry/path@digest, as the source publishes it
-        # The publishing resource's artifact sequence; 0 for pins (they never move by themselves).
-        self.sequence = sequence
-        self._source_artifact = source_artifact  # an Artifact, None, or a callable that fetches it
-        self.first_published_at = first_published_at
-        self.reason = reason
-
-    @property
-    def source_artifact(self) -> Artifact | None:
-        """Fetched only when a promotion is recorded: an up-to-date reconcile never needs it."""
-        if callable(self._source_artifact):
-            self._source_artifact = self._source_artifact()
-        return self._source_artifact
+    digest: str
+    image: str  # registry/path@digest, as the source publishes it
+    sequence: int  # the publishing resource's artifact sequence; 0 for pins (they never move by themselves)
+    source_artifact: Artifact | None
+    first_published_at: datetime | None
+    reason: str
 
 
 @dataclass
@@ -110,9 +103,14 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, reads: dict | N
             set_phase(resource_id, Phase.WAITING, str(waiting))
             return None
         except (ClusterError, RegistryError) as exc:
-            final = not exc.retryable or attempt == attempts
+            skipped = getattr(exc, "reason", "") == SKIPPED
+            final = not exc.retryable or attempt == attempts or skipped
             record_failure(resource_id, exc, attempt=attempt, final=final)
             if final:
+                if getattr(exc, "unreachable", False) and reads is not None and not skipped:
+                    # The rest of this batch on that cluster fails at once instead of
+                    # spending its retries (and the task's time limit) on the same outage.
+                    reads[(SKIPPED, exc.cluster_name)] = exc.message
                 return None
             time.sleep(settings.HOIST_RECONCILE_BACKOFF_S * 2 ** (attempt - 1))
     return None
@@ -130,6 +128,9 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, reads: dict | None 
             )
         except Resource.DoesNotExist:
             return None  # deleted meanwhile: cleanup has its own task
+        outage = reads.get((SKIPPED, resource.environment.cluster.name)) if reads is not None else None
+        if outage:
+            raise ClusterError(f"{outage} (not retried again in this batch)", retryable=True, reason=SKIPPED)
         if resource.kind != Kind.DEPLOYMENT:
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
             return None
@@ -148,6 +149,10 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, reads: dict | None 
                 fingerprint=fingerprint,
             )
             if plan.nothing_to_do and up_to_date(resource):
+                if target.sequence > resource.applied_seq:
+                    # Same image from a newer publish (e.g. a new upstream with the same digest):
+                    # remember its place so older candidates stay refused.
+                    Resource.objects.filter(pk=resource.pk).update(applied_seq=target.sequence)
                 return Outcome(changed=False, digest=target.digest, note="up to date")
             own = own_artifact(resource, target, image, plan)
             apply_objects(kube, resource, objects, own, plan)
@@ -173,14 +178,14 @@ def decide(resource: Resource, kube: ClusterClient, reads: dict | None = None) -
         )
     if _same_cluster(resource, upstream):
         return _decide_from_image_source(resource, upstream, kube, reads)
-    latest = upstream.artifacts.order_by("-sequence").first()
+    latest = services.latest_artifact(upstream)
     if latest is None:
         raise Waiting(f"Waiting for {upstream} to publish an image.")
     return Target(latest.digest, latest.reference, latest.sequence, latest, latest.first_published_at, Promotion.Reason.TRACK_LATEST)
 
 
 def _decide_own(resource: Resource) -> Target:
-    latest = resource.artifacts.order_by("-sequence").first()
+    latest = services.latest_artifact(resource)
     if latest is None:
         latest = _resolve_tag(resource)
     return Target(latest.digest, latest.reference, latest.sequence, latest, latest.first_published_at, Promotion.Reason.PUBLISH)
@@ -218,13 +223,35 @@ def _decide_from_image_source(resource: Resource, upstream: Resource, kube: Clus
             f"Waiting for {upstream} to publish: no ImageSource {upstream.environment.namespace}/{upstream.name} "
             f"with a latest artifact on cluster {upstream.environment.cluster}."
         )
+    source_artifact = _check_published(upstream, latest)
     first = latest.get("firstPublishedAt") or latest.get("publishedAt")
     return Target(
         digest=latest["digest"], image=latest["image"], sequence=int(latest["sequence"]),
-        source_artifact=lambda: upstream.artifacts.filter(sequence=latest["sequence"]).order_by().first(),
+        source_artifact=source_artifact,
         first_published_at=datetime.fromisoformat(first.replace("Z", "+00:00")) if first else None,
         reason=Promotion.Reason.TRACK_LATEST,
     )
+
+
+def _check_published(upstream: Resource, latest: dict) -> Artifact | None:
+    """What an upstream's ImageSource says it publishes must be a digest reference that
+    agrees with itself and with Hoist's own record: anyone able to write that status
+    must not be able to push a tag, or someone else's digest, downstream."""
+    try:
+        ref = parse_reference(str(latest.get("image", "")))
+        sequence = int(latest.get("sequence", 0))
+    except (ValueError, TypeError):
+        ref, sequence = None, 0
+    if ref is None or not ref.digest or ref.digest != latest.get("digest") or sequence < 1:
+        raise ClusterError(
+            f"ImageSource {upstream.environment.namespace}/{upstream.name} has a malformed latestArtifact "
+            f"({str(latest)[:200]}); refusing to promote from it", retryable=False)
+    recorded = upstream.artifacts.filter(sequence=sequence).order_by().first()
+    if recorded is not None and recorded.digest != ref.digest:
+        raise ClusterError(
+            f"ImageSource {upstream.environment.namespace}/{upstream.name} says publish #{sequence} is {ref.digest}, "
+            f"but Hoist recorded {recorded.digest}; refusing to promote from it", retryable=False)
+    return recorded
 
 
 def _same_cluster(resource: Resource, upstream: Resource) -> bool:
@@ -402,7 +429,13 @@ def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subr
             kube.ensure_crd()
         kube.ensure_namespace(resource.environment.namespace, {"app.kubernetes.io/managed-by": "hoist",
                                                                 f"{LABEL_PREFIX}/project": resource.environment.project.slug})
-        return kube.apply(obj, subresource=subresource)
+        try:
+            return kube.apply(obj, subresource=subresource)
+        except ClusterError as again:
+            if again.status == 404 and obj["kind"] == "ImageSource":
+                # A CRD just created is served a moment later on a real API server.
+                again.retryable = True
+            raise
 
 
 def _apply_image_source(kube: ClusterClient, resource: Resource, image_source: dict, own: Artifact) -> None:

@@ -21,7 +21,8 @@ from .models import Promotion
 
 
 def latest_artifact(resource: Resource) -> Artifact | None:
-    return resource.artifacts.order_by("-sequence").first()
+    """The resource's newest publish for its current image reference (see Resource.artifact_floor)."""
+    return resource.artifacts.filter(sequence__gt=resource.artifact_floor).order_by("-sequence").first()
 
 
 def desired_source(resource: Resource) -> tuple[str, Artifact | None]:
@@ -159,6 +160,10 @@ def on_resource_changed(*, resource: Resource, previous_source: dict, source_cha
                              tag=parsed.tag or "", origin=Artifact.Origin.IMAGE, actor=None,
                              actor_label=str(actor) if actor else "")
             return
+        # A new tag: what was published for the old reference no longer counts;
+        # reconcile resolves the tag (once) and publishes that.
+        resource.artifact_floor = resource.artifact_seq
+        Resource.objects.filter(pk=resource.pk).update(artifact_floor=resource.artifact_seq)
         tasks.enqueue_reconcile(resource.pk)
         return
     reason = (
@@ -193,13 +198,16 @@ def resource_track_latest(*, resource: Resource, actor=None) -> Resource:
 
 
 def resource_promote_upstream_current(*, resource: Resource, actor=None) -> Resource:
-    """Pin to whatever the upstream publishes now (the pipeline's one-click promote)."""
+    """Pin to what the upstream runs now (the pipeline's one-click promote); before its
+    first apply, to its latest publish."""
     if resource.source_type != SourceType.PROMOTE:
         raise ValidationError({"binding": [f"{resource} has an image source; there is no upstream to promote from."]})
-    upstream_latest = latest_artifact(resource.promote_from)
-    if upstream_latest is None:
-        raise ValidationError({"promote_from": [f"{resource.promote_from} has not published an image yet."]})
-    return resource_pin(resource=resource, digest=upstream_latest.digest, actor=actor)
+    upstream = resource.promote_from
+    upstream_latest = latest_artifact(upstream)
+    digest = upstream.current_digest or (upstream_latest.digest if upstream_latest else "")
+    if not digest:
+        raise ValidationError({"promote_from": [f"{upstream} has not published an image yet."]})
+    return resource_pin(resource=resource, digest=digest, actor=actor)
 
 
 def reconcile_request(*, resource: Resource, actor=None) -> None:

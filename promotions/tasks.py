@@ -62,7 +62,11 @@ def reconcile_resources(resource_ids: list[int], sweep: bool = False) -> None:
 
     reads: dict = {}  # upstream ImageSources read once for the whole batch
     for resource_id in resource_ids:
-        reconcile.reconcile_resource(resource_id, sweep=sweep, reads=reads)
+        try:
+            reconcile.reconcile_resource(resource_id, sweep=sweep, reads=reads)
+        except Exception as exc:  # one broken resource must not starve the rest of its batch
+            log.exception("reconcile of resource %s failed unexpectedly", resource_id)
+            reconcile.record_failure(resource_id, exc, attempt=1, final=True)
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:

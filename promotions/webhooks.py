@@ -53,7 +53,7 @@ def _candidates(host: str, repository: str) -> list[tuple[Resource, str]]:
             continue
         if ref.repository != repository or ref.digest:
             continue
-        if host and ref.registry != host:
+        if ref.registry != host:
             continue
         found.append((resource, ref.tag or "latest"))
     return found
@@ -86,6 +86,9 @@ def registry_notifications(request):
             ignored += 1  # blob pushes, pushes by digest (index children), malformed targets
             continue
         host = host_hint or ((event.get("request") or {}).get("host") or "")
+        if not host:
+            ignored += 1  # without the registry's name, same-named repositories elsewhere would match
+            continue
         matched = False
         for resource, follows in _candidates(host, repository):
             if follows != tag:

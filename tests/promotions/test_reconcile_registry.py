@@ -114,3 +114,17 @@ def test_an_unknown_tag_fails_with_its_name(dev, make_resource, clusters, regist
     web.refresh_from_db()
     assert web.phase == "failed" and "nope" in web.message
     assert image_of(clusters["a"], "shop-dev", "web") is None
+
+
+def test_a_pin_already_at_the_central_path_is_still_verified(dev, prod, qa, make_resource, clusters, central, pushed):
+    ref, digest = pushed
+    web = make_resource(dev, "web", image=ref)
+    prod_web = make_resource(prod, upstream=web)  # pulls from the central path after mirroring
+    for resource in (web, prod_web):
+        reconcile.reconcile_resource(resource.pk)
+    missing = "sha256:" + "0" * 64
+    qa_web = make_resource(qa, upstream=prod_web, binding=Binding.PIN_DIGEST, pinned=missing)
+    reconcile.reconcile_resource(qa_web.pk)
+    promotion = Promotion.objects.get(resource=qa_web)
+    assert promotion.status == "failed" and "not found" in promotion.error
+    assert image_of(clusters["a"], "shop-qa", "web") is None
