@@ -371,13 +371,11 @@ def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = 
     from promotions import services as promotion_services
 
     require_change_environment(actor, resource.environment, "change resources")
-    validate_resource_update(resource=resource, env=env, **dict(changes))  # fail fast, before any lock
-
     with transaction.atomic():
         if any(field in changes for field in SOURCE_FIELDS):
             _lock_project(resource.environment.project_id)
         locked = Resource.objects.select_for_update().select_related("environment__project").get(pk=resource.pk)
-        plan = validate_resource_update(resource=locked, env=env, **dict(changes))
+        plan = validate_resource_update(resource=locked, env=env, **changes)
         source = plan["source"]
         if plan["source_changed"] and locked.source_type == SourceType.PROMOTE and (
             source["binding"] != locked.binding or source["pinned_digest"] != locked.pinned_digest
