@@ -134,7 +134,7 @@ def bench_parallel_publish() -> dict:
 
     from environments import services as env_services
     from environments.models import Artifact, Binding, Environment, SourceType
-    from promotions import services as promotion_services
+    from environments import services as promotion_services
 
     user = get_user_model().objects.get(username="bench-api")
     dev = Environment.objects.get(project__slug="bench-api", slug="dev")

@@ -3,10 +3,11 @@
     python -m bench.bench_mirror            # from /work/main; prints JSON
     from bench.bench_mirror import run      # → {"mirror_64mib": {...}} for bench/results.json
 
-Starts throwaway ``docker-registry`` processes on loopback (the same helper the
-tests use), pushes a generated ~64 MiB image in 8 layers to A, then times copies from
-A with ``promotions.registry.RegistryClient`` and with ``skopeo copy
---preserve-digests``, interleaved so drift on the machine hits both alike.
+Starts throwaway ``docker-registry`` processes on loopback (``bench.registries``:
+benchmarks don't import the test suite), pushes a generated ~64 MiB image in 8
+layers to A, then times copies from A with ``promotions.registry.RegistryClient``
+and with ``skopeo copy --preserve-digests``, interleaved so drift on the machine
+hits both alike.
 
 Every timed copy goes to a *fresh* destination registry. A fresh repository in a
 shared one is not enough: skopeo's blob-info cache (/var/lib/containers/cache for
@@ -33,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from promotions.registry import RegistryClient  # noqa: E402
-from tests.fixtures.registry import Blob, RegistryFactory, make_image, registry_available  # noqa: E402
+from bench.registries import Registries, make_image, push_image, registry_available  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -64,9 +65,7 @@ def _hoist_copy(src: str, dest: str) -> float:
 
 def _peak_mem_mib(src_server, dest_server, layer_mib: int, layers: int = 2) -> float:
     image = make_image([layer_mib * MIB] * layers, seed=layer_mib)
-    with src_server.pusher() as p:
-        p.push_image(f"bench/mem{layer_mib}", image)
-    digest = image.digest
+    digest = push_image(src_server, f"bench/mem{layer_mib}", image)
     del image  # measure the client, not our generated data
     with RegistryClient() as client:
         tracemalloc.start()
@@ -82,22 +81,20 @@ def run(repetitions: int = 5, total_mib: int = 64, layers: int = 8) -> dict:
     if not registry_available():
         return {"mirror_64mib": {"skipped": "docker-registry not installed"}}
     have_skopeo = shutil.which("skopeo") is not None
-    factory = RegistryFactory()
+    factory = Registries()
     try:
-        a = factory()
+        a = factory.start()
         image = make_image([total_mib * MIB // layers] * layers, seed=64)
-        with a.pusher() as p:
-            p.push_image("bench/src", image)
-        src = f"{a.host}/bench/src@{image.digest}"
+        src = f"{a.host}/bench/src@{push_image(a, 'bench/src', image)}"
         image_bytes = image.size
-        image.layers = [Blob(b"", l.media_type, digest=l.digest) for l in image.layers]  # free ~64 MiB
+        image.release_layer_data()  # free ~64 MiB
 
         def fresh_dest(copy_fn) -> float:
-            dest = factory()
+            dest = factory.start()
             try:
                 return copy_fn(src, f"{dest.host}/bench/mirror")
             finally:
-                dest.close()
+                dest.stop()
 
         # Warm-up (page cache, registry code paths), not measured.
         fresh_dest(_hoist_copy)
@@ -110,7 +107,7 @@ def run(repetitions: int = 5, total_mib: int = 64, layers: int = 8) -> dict:
             if have_skopeo:
                 skopeo.append(fresh_dest(_skopeo_copy))
 
-        b = factory()
+        b = factory.start()
         _hoist_copy(src, f"{b.host}/bench/hoist-0")
 
         # Re-mirror of a present image: count requests and time with a warm client.

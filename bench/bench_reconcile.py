@@ -144,7 +144,7 @@ def _setup_world(api_url: str, fanouts: list[int]):
 
 
 def _scenario(watch: DeploymentWatch, upstream, targets, rounds: int) -> dict:
-    from promotions import services
+    from environments import services
 
     latencies = []
     started = time.monotonic()

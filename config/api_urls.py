@@ -7,9 +7,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from environments.api.views import ArtifactViewSet, ClusterViewSet, EnvironmentViewSet, ResourceViewSet
+from environments.api.views import ClusterViewSet, EnvironmentViewSet, ResourceViewSet
 from projects.api.views import MemberViewSet, ProjectViewSet, TokenViewSet, UserViewSet
-from promotions.api.views import ProjectPromotionViewSet, ResourcePromotionViewSet
+from promotions.api.views import ArtifactViewSet, ProjectPromotionViewSet, ResourcePromotionViewSet
 
 
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])

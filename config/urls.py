@@ -14,5 +14,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("hooks/registry/", registry_notifications, name="registry-notifications"),
     path("api/", include("config.api_urls")),
-    path("", include("config.web_urls")),
+    path("", include("web.urls")),
 ]

@@ -1,23 +1,16 @@
-"""The operators' admin. Every write goes through the services, so a rule that
-refuses something in the API refuses it here with the same message."""
+"""The operators' admin. Every write goes through the services (forms, saves,
+deletes and actions), so a rule or role that refuses something in the API
+refuses it here with the same message, and the audit trail records it."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 
-from promotions import services as promotion_services
-from promotions.admin import error_text, run_for_each
+from core.admin import ServiceAdmin, ServiceForm, error_text, run_for_each
 
 from . import rules, services
 from .models import Artifact, Cluster, EnvVar, Environment, Resource, SourceType
-
-
-def attach_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Put service errors next to the form field they name; the rest at the top."""
-    for field, messages_ in exc.message_dict.items():
-        for message in messages_:
-            form.add_error(field if field in form.fields else None, message)
 
 
 # --- clusters ---------------------------------------------------------------------------------
@@ -28,10 +21,10 @@ class SecretInput(forms.PasswordInput):
         super().__init__(render_value=False, attrs={"autocomplete": "new-password"})
 
 
-class ClusterForm(forms.ModelForm):
+class ClusterForm(ServiceForm):
     """Credentials are write-only: the form never shows them back; blank keeps what is stored."""
 
-    SECRET_FIELDS = ("token", "kubeconfig", "registry_password")
+    SECRET_FIELDS = services.CLUSTER_SECRETS
     token = forms.CharField(required=False, widget=SecretInput(), help_text="Leave blank to keep the stored token.")
     kubeconfig = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "(write-only)"}),
@@ -42,7 +35,7 @@ class ClusterForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password"]
+        fields = list(services.CLUSTER_FIELDS)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,21 +53,31 @@ class ClusterForm(forms.ModelForm):
                 raise ValidationError(exc.message_dict["kubeconfig"]) from None
         return value
 
-    def save(self, commit=True):
-        instance = super().save(commit=False)
-        stored = Cluster.objects.filter(pk=instance.pk).first() if instance.pk else None
+    def service_values(self) -> dict:
+        """What the service should write: blank secrets keep what is stored (or clear all, if asked)."""
+        data = self.cleaned_data
+        values = {field: data.get(field) or "" for field in services.CLUSTER_FIELDS if field not in self.SECRET_FIELDS}
         for field in self.SECRET_FIELDS:
-            if self.cleaned_data.get("clear_credentials"):
-                setattr(instance, field, "")
-            elif not self.cleaned_data.get(field) and stored is not None:
-                setattr(instance, field, getattr(stored, field))
-        if commit:
-            instance.save()
-        return instance
+            if data.get("clear_credentials"):
+                values[field] = ""
+            elif data.get(field):
+                values[field] = data[field]
+            elif not self.instance.pk:
+                values[field] = ""
+        return values
+
+    def clean(self):
+        data = super().clean()
+        # Even with a field already refused, the service names every other bad field at once.
+        if self.instance.pk:
+            self.validate_with(services.cluster_update, cluster=self.instance, **self.service_values())
+        else:
+            self.validate_with(services.cluster_create, **self.service_values())
+        return data
 
 
 @admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
+class ClusterAdmin(ServiceAdmin):
     form = ClusterForm
     list_display = ["name", "slug", "api_url", "registry", "token_status", "kubeconfig_status", "environment_count"]
     search_fields = ["name", "slug", "api_url", "registry"]
@@ -95,18 +98,61 @@ class ClusterAdmin(admin.ModelAdmin):
     def kubeconfig_status(self, obj):
         return obj.kubeconfig_status
 
+    def service_save(self, request, form, change):
+        if change:
+            stored = Cluster.objects.get(pk=form.instance.pk)
+            return services.cluster_update(cluster=stored, actor=request.user, **form.service_values())
+        return services.cluster_create(actor=request.user, **form.service_values())
+
+    def service_delete(self, request, obj):
+        services.cluster_delete(cluster=obj, actor=request.user)
+
 
 # --- environments -----------------------------------------------------------------------------
 
 
+class EnvironmentForm(ServiceForm):
+    class Meta:
+        model = Environment
+        fields = ["project", "name", "slug", "cluster", "namespace", "protected", "position"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["position"].required = False
+        if self.instance.pk:
+            # Moving an environment would strand what runs there (environment_update refuses it).
+            for field in ("project", "slug", "cluster", "namespace"):
+                self.fields[field].disabled = True
+                self.fields[field].help_text = "Can't change; create a new environment instead."
+
+    def service_values(self) -> dict:
+        data = self.cleaned_data
+        if self.instance.pk:
+            return {field: data[field] for field in services.ENVIRONMENT_CHANGEABLE if data.get(field) is not None}
+        return {field: data.get(field) for field in self.Meta.fields}
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            if self.instance.pk:
+                self.validate_with(services.environment_update, environment=self.instance, **self.service_values())
+            else:
+                self.validate_with(services.environment_create, **self.service_values())
+        return data
+
+
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(ServiceAdmin):
+    form = EnvironmentForm
     list_display = ["name", "project", "slug", "cluster", "namespace", "protected", "position", "resource_count"]
     list_filter = ["project", "cluster", "protected"]
     search_fields = ["name", "slug", "namespace", "project__name", "project__slug"]
     list_select_related = ["project", "cluster"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at"]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj is not None else self.prepopulated_fields
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_resources=Count("resources"))
@@ -115,15 +161,14 @@ class EnvironmentAdmin(admin.ModelAdmin):
     def resource_count(self, obj):
         return obj._resources
 
-    def delete_model(self, request, obj):
-        services.environment_delete(environment=obj, actor=request.user)
+    def service_save(self, request, form, change):
+        if change:
+            stored = Environment.objects.select_related("project", "cluster").get(pk=form.instance.pk)
+            return services.environment_update(environment=stored, actor=request.user, **form.service_values())
+        return services.environment_create(actor=request.user, **form.service_values())
 
-    def delete_queryset(self, request, queryset):
-        for environment in queryset:
-            try:
-                services.environment_delete(environment=environment, actor=request.user)
-            except (ValidationError, PermissionDenied) as exc:
-                self.message_user(request, error_text(exc), messages.ERROR)
+    def service_delete(self, request, obj):
+        services.environment_delete(environment=obj, actor=request.user)
 
 
 # --- resources --------------------------------------------------------------------------------
@@ -152,7 +197,7 @@ class EnvVarInline(admin.TabularInline):
     extra = 0
 
 
-class ResourceForm(forms.ModelForm):
+class ResourceForm(ServiceForm):
     database_url = forms.CharField(
         required=False, widget=SecretInput(), label="Database URL",
         help_text="Secret, write-only. Leave blank to keep the stored value.",
@@ -201,30 +246,17 @@ class ResourceForm(forms.ModelForm):
             config["database_url"] = ""
         elif data.get("database_url"):
             config["database_url"] = data["database_url"]
-        try:
-            if self.instance.pk:
-                plan = services.validate_resource_update(resource=self.instance, **source, **config)
-                self.service_call = {"changes": {**source, **config}, "config": plan["config"]}
-            else:
-                cleaned = services.validate_resource_create(
-                    environment=data["environment"], name=data["name"], kind=data["kind"], **source, **config
-                )
-                cleaned.pop("env")
-                self.service_call = {"arguments": cleaned}
-        except ValidationError as exc:
-            attach_errors(self, exc)
+        if self.instance.pk:
+            self.service_call = {"changes": {**source, **config}}
+            self.validate_with(services.resource_update, resource=self.instance, **source, **config)
+        else:
+            arguments = {"environment": data["environment"], "name": data["name"], "kind": data["kind"], **source, **config}
+            self.service_call = {"arguments": arguments}
+            self.validate_with(services.resource_create, **arguments)
         return data
 
-    def _post_clean(self):
-        # Model-level validation would judge the raw form values (e.g. a stale
-        # binding next to source=image) before the service normalises them;
-        # the service's validation in clean() is the one that counts.
-        from django.forms.models import construct_instance
 
-        self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
-
-
-class ResourceAdmin(admin.ModelAdmin):
+class ResourceAdmin(ServiceAdmin):
     form = ResourceForm
     inlines = [EnvVarInline]
     list_display = ["name", "environment", "kind", "source_summary", "short_digest", "phase", "reconciled_at"]
@@ -252,17 +284,12 @@ class ResourceAdmin(admin.ModelAdmin):
     def short_digest(self, obj):
         return obj.current_digest[:19]
 
-    def save_form(self, request, form, change):
-        # The service writes the row (the form's clean() already ran the same
-        # validation; the service re-checks under locks) and its result is
-        # what the admin logs and redirects to.
+    def service_save(self, request, form, change):
+        # The form's clean() ran the same service with validate_only; it checks again under its locks.
         if change:
             stored = Resource.objects.get(pk=form.instance.pk)
             return services.resource_update(resource=stored, actor=request.user, **form.service_call["changes"])
         return services.resource_create(actor=request.user, **form.service_call["arguments"])
-
-    def save_model(self, request, obj, form, change):
-        form.instance = obj  # already saved by the service in save_form
 
     def save_related(self, request, form, formsets, change):
         # Env vars go through the service too, so secrets are handled one way everywhere.
@@ -277,40 +304,28 @@ class ResourceAdmin(admin.ModelAdmin):
                 env.append({"name": data["name"], "value": None if keeps_secret else value, "secret": bool(data.get("secret"))})
         for formset in formsets:  # what the admin's change message reads
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        stored = [{"name": v.name, "value": None if v.secret else v.value, "secret": v.secret} for v in form.instance.env_vars.all()]
+        if env == stored:
+            return  # nothing changed in the inline: no second write, no second audit entry
         try:
             services.resource_update(resource=form.instance, env=env, actor=request.user)
-        except ValidationError as exc:
+        except (ValidationError, PermissionDenied) as exc:
             self.message_user(request, f"Environment variables not saved: {error_text(exc)}", messages.ERROR)
 
-    def delete_model(self, request, obj):
+    def service_delete(self, request, obj):
         services.resource_delete(resource=obj, actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        for resource in queryset:
-            try:
-                services.resource_delete(resource=resource, actor=request.user)
-            except (ValidationError, PermissionDenied) as exc:
-                self.message_user(request, error_text(exc), messages.ERROR)
-
-    def get_deleted_objects(self, objs, request):
-        # Let the service explain dependants instead of Django's generic "protected" page.
-        # Artifacts and promotions go with their resource: they are read-only
-        # in the admin, but deleting the resource (allowed by its project role,
-        # checked in the service) removes them too.
-        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), []
 
     @admin.action(description="Reconcile now")
     def reconcile_now(self, request, queryset):
-        run_for_each(self, request, queryset, lambda r, user: promotion_services.reconcile_request(resource=r, actor=user), "Reconcile queued")
+        run_for_each(self, request, queryset, lambda r, user: services.reconcile_request(resource=r, actor=user), "Reconcile queued")
 
     @admin.action(description="Promote: pin to the upstream's current digest")
     def promote_upstream_current(self, request, queryset):
-        run_for_each(self, request, queryset, lambda r, user: promotion_services.resource_promote_upstream_current(resource=r, actor=user), "Promoted")
+        run_for_each(self, request, queryset, lambda r, user: services.resource_promote_upstream_current(resource=r, actor=user), "Promoted")
 
     @admin.action(description="Switch to track latest")
     def switch_to_track_latest(self, request, queryset):
-        run_for_each(self, request, queryset, lambda r, user: promotion_services.resource_track_latest(resource=r, actor=user), "Now tracking latest")
+        run_for_each(self, request, queryset, lambda r, user: services.resource_track_latest(resource=r, actor=user), "Now tracking latest")
 
 
 admin.site.register(Resource, ResourceAdmin)
@@ -319,7 +334,7 @@ admin.site.register(Resource, ResourceAdmin)
 # --- artifacts --------------------------------------------------------------------------------
 
 
-class ArtifactForm(forms.ModelForm):
+class ArtifactForm(ServiceForm):
     class Meta:
         model = Artifact
         fields = ["resource", "digest", "tag", "repository"]
@@ -335,13 +350,10 @@ class ArtifactForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if data.get("resource") and data.get("digest"):
-            try:
-                promotion_services.validate_publish(
-                    resource=data["resource"], digest=data["digest"], tag=data.get("tag") or "",
-                    repository=data.get("repository") or "",
-                )
-            except ValidationError as exc:
-                attach_errors(self, exc)
+            self.validate_with(
+                services.artifact_publish, resource=data["resource"], digest=data["digest"], tag=data.get("tag") or "",
+                repository=data.get("repository") or "", origin=Artifact.Origin.ADMIN,
+            )
         return data
 
     def _post_clean(self):
@@ -350,7 +362,7 @@ class ArtifactForm(forms.ModelForm):
 
 
 @admin.register(Artifact)
-class ArtifactAdmin(admin.ModelAdmin):
+class ArtifactAdmin(ServiceAdmin):
     """Published images. Adding one here publishes it (track-latest dependants follow)."""
 
     form = ArtifactForm
@@ -375,15 +387,9 @@ class ArtifactAdmin(admin.ModelAdmin):
     def short_digest(self, obj):
         return obj.digest[:19]
 
-    def save_form(self, request, form, change):
-        return promotion_services.artifact_publish(
+    def service_save(self, request, form, change):
+        return services.artifact_publish(
             resource=form.cleaned_data["resource"], digest=form.cleaned_data["digest"],
             tag=form.cleaned_data.get("tag") or "", repository=form.cleaned_data.get("repository") or "",
             origin=Artifact.Origin.ADMIN, actor=request.user,
         )
-
-    def save_model(self, request, obj, form, change):
-        pass  # published by the service in save_form
-
-    def save_related(self, request, form, formsets, change):
-        pass  # no relations beyond what the service wrote

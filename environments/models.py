@@ -7,7 +7,7 @@ from django.db.models import Q
 from projects.models import SLUG_VALIDATOR, Project
 
 from .fields import EncryptedTextField, mask
-from .rules import DIGEST_PATTERN
+from .references import DIGEST_PATTERN
 
 def validate_kubeconfig(value: str) -> None:
     from .rules import check_kubeconfig
@@ -116,7 +116,18 @@ class Phase(models.TextChoices):
     READY = "ready", "Ready"
     WAITING = "waiting", "Waiting for upstream"
     FAILED = "failed", "Failed"
-    DELETING = "deleting", "Deleting"
+
+
+class ChangeReason(models.TextChoices):
+    """Why what a resource runs changes: the reason a service gives the engine, kept on the Promotion."""
+
+    PUBLISH = "publish", "Publish"
+    TRACK_LATEST = "track_latest", "Track latest"
+    PIN_EDIT = "pin_edit", "Pin edited"
+    # Written by the rollback-on-failure of the observation work (issue 10); no code path yet.
+    ROLLBACK = "rollback", "Rollback"
+    CREATE = "create", "Resource created"
+    DRIFT = "drift", "Drift corrected"
 
 
 class Resource(models.Model):

@@ -9,14 +9,11 @@ import re
 
 from django.core.exceptions import ValidationError
 
-# \Z, not $: "$" also matches before a trailing newline (Python and SQLite);
-# PostgreSQL's regex engine understands \Z too, so the DB constraint agrees.
-DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}\Z"
-DIGEST_RE = re.compile(DIGEST_PATTERN)
+from .references import DIGEST_PATTERN, DIGEST_RE, TAG_RE, InvalidReference, parse_reference  # noqa: F401 (re-exported)
+
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # RFC 1123 subdomain, as Kubernetes checks it (max 253).
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes IANA_SVC_NAME for port names.
 PORT_NAME_RE = re.compile(r"^(?=.*[a-z])[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
@@ -148,9 +145,7 @@ def check_runtime(runtime: str) -> str:
 
 def check_image_reference(image: str, field: str = "image"):
     """Parse an image reference (tag or digest); returns the parsed reference."""
-    from promotions.registry import parse_reference
-
     try:
         return parse_reference(image)
-    except ValueError as exc:
+    except InvalidReference as exc:
         raise error(field, f"Not a valid image reference: {exc}") from exc

@@ -1,25 +1,42 @@
-"""Writes to clusters, environments and resources. Every entry point calls these.
+"""Every write of desired state: clusters, environments, resources, publishes, pins.
 
-The wizard, the admin and the API never save these models themselves: they
-call a service, which checks the rules (environments.rules and the source
-rules below), checks the actor's role, writes inside one transaction and asks
-for a reconcile once the transaction has committed.
+The browser pages, the wizard, the admin (forms and actions), the API, the
+registry webhook and the management commands all call these; none saves
+these models itself. Each write, in one place:
+
+1. takes the actor (`None` is Hoist itself: the webhook after its own token
+   check, commands, the engine) and checks role and protection
+   (`projects.permissions`);
+2. checks the rules (`environments.rules` and the source rules below), each
+   error naming its field;
+3. writes in one transaction, with one audit entry (`projects.audit`); a
+   refusal is audited too;
+4. tells the engine what changed through `environments.signals`, never by
+   importing it (arrows point down).
+
+Create/update services take `validate_only=True` for forms that show errors
+in place before saving (the admin): same checks, same audit of a refusal,
+nothing written.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from projects import audit
 from projects.models import Project, Role
-from projects.permissions import require_change_environment, require_role, require_staff
+from projects.permissions import require_change_environment, require_pin, require_role, require_staff
 
-from . import rules
+from . import rules, signals
 from .models import (
     PROMOTABLE_KINDS,
+    Artifact,
     Binding,
+    ChangeReason,
     Cluster,
     EnvVar,
     Environment,
@@ -27,9 +44,13 @@ from .models import (
     Resource,
     SourceType,
 )
+from .selectors import desired_source, latest_artifact
 
 CONFIG_FIELDS = ("runtime", "ports", "replicas", "ingress_host", "database_url", "schedule")
 SOURCE_FIELDS = ("source_type", "image", "promote_from", "binding", "pinned_digest")
+CLUSTER_FIELDS = ("name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password")
+CLUSTER_SECRETS = ("token", "kubeconfig", "registry_password")
+ENVIRONMENT_CHANGEABLE = ("name", "protected", "position")
 
 
 class Errors:
@@ -55,43 +76,172 @@ class Errors:
             raise ValidationError(self.by_field)
 
 
-# --- clusters and environments -------------------------------------------------------------
+# --- audit summaries (secret values never included: projects.audit redacts them) --------------
 
 
-def cluster_create(*, name: str, slug: str, api_url: str, actor=None, **fields: Any) -> Cluster:
-    require_staff(actor, "add clusters")
-    cluster = Cluster(name=name, slug=slug, api_url=api_url, **fields)
-    cluster.full_clean()
-    cluster.save()
+def _cluster_summary(cluster: Cluster) -> dict:
+    summary = {field: getattr(cluster, field) for field in CLUSTER_FIELDS if field not in CLUSTER_SECRETS}
+    summary.update({field: "set" if getattr(cluster, field) else "not set" for field in CLUSTER_SECRETS})
+    return summary
+
+
+def _environment_summary(environment: Environment) -> dict:
+    return {
+        "name": environment.name, "slug": environment.slug, "cluster": environment.cluster.slug,
+        "namespace": environment.namespace, "protected": environment.protected, "position": environment.position,
+    }
+
+
+def _resource_summary(resource: Resource) -> dict:
+    return {
+        "name": resource.name, "kind": resource.kind, "source_type": resource.source_type, "image": resource.image,
+        "promote_from": str(resource.promote_from) if resource.promote_from_id else None,
+        "binding": resource.binding, "pinned_digest": resource.pinned_digest,
+        "runtime": resource.runtime, "ports": resource.ports, "replicas": resource.replicas,
+        "ingress_host": resource.ingress_host, "schedule": resource.schedule,
+        "database_url": "set" if resource.database_url else "not set",
+        "env": [{"name": var.name, "value": var.value, "secret": var.secret} for var in resource.env_vars.all()],
+    }
+
+
+def _actor_user(actor):
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+# --- what the engine is told -------------------------------------------------------------------
+
+
+def _changed(resource: Resource, *, reason: str, to_digest: str = "", artifact: Artifact | None = None,
+             actor=None, actor_label: str = "") -> None:
+    signals.desired_state_changed.send(
+        sender=Resource, resource=resource, reason=reason, to_digest=to_digest, artifact=artifact,
+        actor=actor, actor_label=actor_label,
+    )
+
+
+def _removed(resource: Resource) -> None:
+    env = resource.environment
+    signals.resource_removed.send(
+        sender=Resource, cluster_id=env.cluster_id, namespace=env.namespace, project=env.project.slug,
+        environment=env.slug, resource=resource.name,
+    )
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+def cluster_create(*, name: str, slug: str, api_url: str, actor=None, validate_only: bool = False, **fields: Any) -> Cluster:
+    with audit.attempt("cluster.create", actor=actor) as entry:
+        require_staff(actor, "add clusters")
+        unknown = sorted(set(fields) - set(CLUSTER_FIELDS))
+        if unknown:
+            raise ValidationError({field: ["Unknown field."] for field in unknown})
+        cluster = Cluster(name=name, slug=slug, api_url=api_url, **fields)
+        cluster.full_clean()
+        if validate_only:
+            entry.skip()
+            return cluster
+        cluster.save()
+        entry.describe(target=cluster, after=_cluster_summary(cluster))
     return cluster
+
+
+def cluster_update(*, cluster: Cluster, actor=None, validate_only: bool = False, **changes: Any) -> Cluster:
+    """Change a cluster (staff). Only the keys given change; secrets given as "" are cleared."""
+    with audit.attempt("cluster.update", actor=actor, target=cluster) as entry:
+        require_staff(actor, "change clusters")
+        unknown = sorted(set(changes) - set(CLUSTER_FIELDS))
+        if unknown:
+            raise ValidationError({field: ["Unknown field."] for field in unknown})
+        stored = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        before = _cluster_summary(stored)
+        for field, value in changes.items():
+            setattr(stored, field, value)
+        stored.full_clean()
+        if validate_only:
+            entry.skip()
+            return stored
+        stored.save()
+        entry.describe(target=stored, before=before, after=_cluster_summary(stored))
+    return stored
+
+
+def cluster_delete(*, cluster: Cluster, actor=None) -> None:
+    """Delete a cluster (staff), refusing while environments use it."""
+    with audit.attempt("cluster.delete", actor=actor, target=cluster) as entry:
+        require_staff(actor, "delete clusters")
+        used_by = sorted(str(env) for env in cluster.environments.select_related("project"))
+        if used_by:
+            raise ValidationError(
+                {"cluster": [f"Cluster {cluster.slug} can't be deleted: environments {', '.join(used_by)} use it."]}
+            )
+        entry.describe(before=_cluster_summary(cluster))
+        cluster.delete()
+
+
+# --- environments -----------------------------------------------------------------------------
 
 
 def environment_create(
     *, project: Project, name: str, slug: str, cluster: Cluster, namespace: str,
-    protected: bool = False, position: int | None = None, actor=None,
+    protected: bool = False, position: int | None = None, actor=None, validate_only: bool = False,
 ) -> Environment:
-    require_role(actor, project, Role.MAINTAINER, "add environments")
-    if position is None:
-        last = project.environments.order_by("-position").values_list("position", flat=True).first()
-        position = 0 if last is None else last + 1
-    environment = Environment(
-        project=project, name=name, slug=slug, cluster=cluster, namespace=namespace,
-        protected=protected, position=position,
-    )
-    environment.full_clean()
-    try:
-        with transaction.atomic():
-            environment.save()
-    except IntegrityError as exc:
-        # Two creates raced past full_clean(): report it as the form would have.
-        environment.validate_constraints()
-        raise ValidationError({"slug": [f"An environment named {slug} was just created in {project.slug}."]}) from exc
+    with audit.attempt("environment.create", actor=actor, project=project) as entry:
+        require_role(actor, project, Role.MAINTAINER, "add environments")
+        if position is None:
+            last = project.environments.order_by("-position").values_list("position", flat=True).first()
+            position = 0 if last is None else last + 1
+        environment = Environment(
+            project=project, name=name, slug=slug, cluster=cluster, namespace=namespace,
+            protected=protected, position=position,
+        )
+        environment.full_clean()
+        if validate_only:
+            entry.skip()
+            return environment
+        try:
+            with transaction.atomic():
+                environment.save()
+        except IntegrityError as exc:
+            # Two creates raced past full_clean(): report it as the form would have.
+            environment.validate_constraints()
+            raise ValidationError({"slug": [f"An environment named {slug} was just created in {project.slug}."]}) from exc
+        entry.describe(target=environment, after=_environment_summary(environment))
     return environment
 
 
+def environment_update(*, environment: Environment, actor=None, validate_only: bool = False, **changes: Any) -> Environment:
+    """Rename, (un)protect or reorder an environment (maintainers).
+
+    Cluster and namespace stay: moving an environment would strand what runs there.
+    """
+    with audit.attempt("environment.update", actor=actor, target=environment) as entry:
+        require_role(actor, environment.project, Role.MAINTAINER, "change environments")
+        stored = Environment.objects.select_for_update().select_related("project", "cluster").get(pk=environment.pk)
+        errors = Errors()
+        for field in sorted(set(changes) - set(ENVIRONMENT_CHANGEABLE)):
+            if field in ("slug", "cluster", "namespace", "project"):
+                if changes[field] != getattr(stored, field):
+                    errors.add(field, f"The {field} of an environment can't change; create a new environment instead.")
+            else:
+                errors.add(field, "Unknown field.")
+        errors.raise_if_any()
+        before = _environment_summary(stored)
+        for field in ENVIRONMENT_CHANGEABLE:
+            if field in changes:
+                setattr(stored, field, changes[field])
+        stored.full_clean()
+        if validate_only:
+            entry.skip()
+            return stored
+        stored.save()
+        entry.describe(target=stored, before=before, after=_environment_summary(stored))
+    return stored
+
+
 def environment_delete(*, environment: Environment, actor=None) -> None:
-    require_role(actor, environment.project, Role.MAINTAINER, "delete environments")
-    with transaction.atomic():
+    with audit.attempt("environment.delete", actor=actor, target=environment) as entry:
+        require_role(actor, environment.project, Role.MAINTAINER, "delete environments")
         outside = list(
             Resource.objects.filter(promote_from__environment=environment)
             .exclude(environment=environment)
@@ -101,11 +251,10 @@ def environment_delete(*, environment: Environment, actor=None) -> None:
             raise ValidationError(
                 {"environment": [f"Environment {environment.slug} can't be deleted: " + _dependants_sentence(outside)]}
             )
-        from promotions import services as promotion_services
-
+        entry.describe(before=_environment_summary(environment))
         for resource in environment.resources.select_related("environment__project"):
             # Their objects (Secrets with secret values among them) leave the cluster too.
-            promotion_services.on_resource_deleted(resource=resource, actor=actor)
+            _removed(resource)
         environment.delete()
 
 
@@ -130,6 +279,15 @@ def would_cycle(resource: Resource | None, upstream: Resource) -> bool:
         seen.add(node.pk)
         node = Resource.objects.select_related("promote_from").get(pk=node.pk).promote_from
     return False
+
+
+def check_source_environment(environment: Environment, source: Environment, field: str = "promote_from") -> None:
+    """Never promote into the environment you promote from (the wizard asks this on its own step)."""
+    if source.pk == environment.pk:
+        raise rules.error(
+            field,
+            f"You can't promote into the environment you promote from ({environment.slug}); pick another source environment.",
+        )
 
 
 def check_source(
@@ -161,10 +319,7 @@ def check_source(
                 f"({environment.project.slug}).",
             )
         elif upstream_env.pk == environment.pk:
-            errors.add(
-                "promote_from",
-                f"You can't promote into the environment you promote from ({environment.slug}); pick another source environment.",
-            )
+            errors.run(check_source_environment, environment, upstream_env)
         elif not promote_from.produces_images:
             errors.add(
                 "promote_from",
@@ -305,18 +460,21 @@ def validate_resource_create(
     )
 
 
-def resource_create(*, actor=None, **arguments: Any) -> Resource:
+def resource_create(*, actor=None, validate_only: bool = False, **arguments: Any) -> Resource:
     """Create a resource with its source and own config, then queue its first reconcile.
 
     Arguments are those of validate_resource_create.
     """
-    from promotions import services as promotion_services
-
-    require_change_environment(actor, arguments["environment"], "create resources")
-    cleaned = validate_resource_create(**arguments)
-    env = cleaned.pop("env")
-    environment, name = cleaned["environment"], cleaned["name"]
-    with transaction.atomic():
+    environment = arguments["environment"]
+    with audit.attempt("resource.create", actor=actor, project=environment.project,
+                       target_type="resource", target_repr=f"{environment}/{arguments.get('name', '')}") as entry:
+        require_change_environment(actor, environment, "create resources")
+        cleaned = validate_resource_create(**arguments)
+        if validate_only:
+            entry.skip()
+            return Resource(**{k: v for k, v in cleaned.items() if k != "env"})
+        env = cleaned.pop("env")
+        name = cleaned["name"]
         _lock_project(environment.project_id)
         resource = Resource(**cleaned)
         try:
@@ -327,8 +485,28 @@ def resource_create(*, actor=None, **arguments: Any) -> Resource:
                 raise ValidationError({"name": [f"A resource named {name} already exists in {environment.slug}."]}) from exc
             raise
         _write_env(resource, env, replace=True)
-        promotion_services.on_resource_created(resource=resource, actor=actor)
+        _first_desired_state(resource, actor=actor)
+        entry.describe(target=resource, after=_resource_summary(resource))
     return resource
+
+
+def _first_desired_state(resource: Resource, *, actor) -> None:
+    digest, artifact = "", None
+    if resource.source_type == SourceType.IMAGE:
+        parsed = rules.check_image_reference(resource.image)
+        if parsed.digest:
+            # An image given by digest is its own first publish.
+            resource.artifact_seq = 1
+            resource.save(update_fields=["artifact_seq"])
+            artifact = Artifact.objects.create(
+                resource=resource, sequence=1, repository=parsed.name, digest=parsed.digest,
+                tag=parsed.tag or "", origin=Artifact.Origin.IMAGE,
+                first_published_at=timezone.now(), published_by=_actor_user(actor),
+            )
+            digest = parsed.digest
+    else:
+        digest, artifact = desired_source(resource)
+    _changed(resource, reason=ChangeReason.CREATE, to_digest=digest, artifact=artifact, actor=actor)
 
 
 def validate_resource_update(*, resource: Resource, env: list[dict] | None = None, **changes: Any) -> dict[str, Any]:
@@ -358,7 +536,10 @@ def validate_resource_update(*, resource: Resource, env: list[dict] | None = Non
     return {"source": source, "source_changed": source_changed, "config": config, "env": env}
 
 
-def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = None, **changes: Any) -> Resource:
+def resource_update(
+    *, resource: Resource, actor=None, env: list[dict] | None = None,
+    precondition: Callable[[Resource], None] | None = None, validate_only: bool = False, **changes: Any,
+) -> Resource:
     """Change a resource's config and/or source. Name, kind and environment can't change.
 
     Only the keys given change. `env`, when given, replaces the list (a secret
@@ -367,20 +548,26 @@ def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = 
 
     Validation runs against the locked row, so an edit racing another (a
     replicas change against a pin change) can't write back a stale source.
+    `precondition(locked)` runs under the same lock before anything is
+    checked (the API's If-Match).
     """
-    from promotions import services as promotion_services
-
-    require_change_environment(actor, resource.environment, "change resources")
-    with transaction.atomic():
+    with audit.attempt("resource.update", actor=actor, target=resource) as entry:
+        require_change_environment(actor, resource.environment, "change resources")
         if any(field in changes for field in SOURCE_FIELDS):
             _lock_project(resource.environment.project_id)
         locked = Resource.objects.select_for_update().select_related("environment__project").get(pk=resource.pk)
+        if precondition is not None:
+            precondition(locked)
         plan = validate_resource_update(resource=locked, env=env, **changes)
         source = plan["source"]
         if plan["source_changed"] and locked.source_type == SourceType.PROMOTE and (
             source["binding"] != locked.binding or source["pinned_digest"] != locked.pinned_digest
         ):
-            require_role(actor, locked.project, Role.MAINTAINER, "change pins and bindings")
+            require_pin(actor, locked.environment)
+        if validate_only:
+            entry.skip()
+            return locked
+        before = _resource_summary(locked)
         previous = {f: getattr(locked, f) for f in SOURCE_FIELDS}
         for field, value in {**source, **plan["config"]}.items():
             setattr(locked, field, value)
@@ -391,75 +578,131 @@ def resource_update(*, resource: Resource, actor=None, env: list[dict] | None = 
         locked.save()
         if plan["env"] is not None:
             _write_env(locked, plan["env"], replace=True)
-        promotion_services.on_resource_changed(
-            resource=locked, previous_source=previous, source_changed=plan["source_changed"], actor=actor
-        )
+        _source_changed(locked, previous_source=previous, source_changed=plan["source_changed"], actor=actor)
+        entry.describe(target=locked, before=before, after=_resource_summary(locked))
     resource.refresh_from_db()
     return resource
 
 
-def resource_delete(*, resource: Resource, actor=None) -> None:
+def _source_changed(resource: Resource, *, previous_source: dict, source_changed: bool, actor) -> None:
+    if not source_changed:
+        _changed(resource, reason="", actor=actor)  # config only: same image, new spec
+        return
+    if resource.source_type == SourceType.IMAGE and resource.image != previous_source["image"]:
+        parsed = rules.check_image_reference(resource.image)
+        if parsed.digest:
+            artifact_publish(resource=resource, digest=parsed.digest, repository=parsed.name,
+                             tag=parsed.tag or "", origin=Artifact.Origin.IMAGE, actor=None,
+                             actor_label=str(actor) if actor else "")
+            return
+        # A new tag: what was published for the old reference no longer counts;
+        # reconcile resolves the tag (once) and publishes that.
+        resource.artifact_floor = resource.artifact_seq
+        Resource.objects.filter(pk=resource.pk).update(artifact_floor=resource.artifact_seq)
+        _changed(resource, reason="", actor=actor)
+        return
+    reason = ChangeReason.PIN_EDIT if resource.binding == Binding.PIN_DIGEST else ChangeReason.TRACK_LATEST
+    digest, artifact = desired_source(resource)
+    _changed(resource, reason=reason, to_digest=digest, artifact=artifact, actor=actor)
+
+
+def resource_delete(*, resource: Resource, actor=None, precondition: Callable[[Resource], None] | None = None) -> None:
     """Delete a resource, refusing while others promote from it (never silently orphan them)."""
-    from promotions import services as promotion_services
-
-    require_change_environment(actor, resource.environment, "delete resources")
-    with transaction.atomic():
+    with audit.attempt("resource.delete", actor=actor, target=resource) as entry:
+        require_change_environment(actor, resource.environment, "delete resources")
         _lock_project(resource.environment.project_id)
-        dependants = list(resource.dependants.select_related("environment__project"))
+        locked = Resource.objects.select_for_update().select_related("environment__project").get(pk=resource.pk)
+        if precondition is not None:
+            precondition(locked)
+        dependants = list(locked.dependants.select_related("environment__project"))
         if dependants:
-            raise ValidationError({"resource": [f"{resource} can't be deleted: " + _dependants_sentence(dependants)]})
-        promotion_services.on_resource_deleted(resource=resource, actor=actor)
-        resource.delete()
+            raise ValidationError({"resource": [f"{locked} can't be deleted: " + _dependants_sentence(dependants)]})
+        entry.describe(before=_resource_summary(locked))
+        _removed(locked)
+        locked.delete()
 
 
-# --- added for the API: updates of clusters and environments --------------------------------
-
-CLUSTER_FIELDS = ("name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password")
-ENVIRONMENT_CHANGEABLE = ("name", "protected", "position")
+# --- what runs: publishing, pinning, promoting ---------------------------------------------------
 
 
-def cluster_update(*, cluster: Cluster, actor=None, **changes: Any) -> Cluster:
-    """Change a cluster (staff). Only the keys given change; secrets given as "" are cleared."""
-    require_staff(actor, "change clusters")
-    unknown = sorted(set(changes) - set(CLUSTER_FIELDS))
-    if unknown:
-        raise ValidationError({field: ["Unknown field."] for field in unknown})
-    for field, value in changes.items():
-        setattr(cluster, field, value)
-    cluster.full_clean()
-    cluster.save()
-    return cluster
+def validate_publish(*, resource: Resource, digest: str | None, tag: str = "", repository: str = "") -> str:
+    """Check a publish; returns the repository the artifact will record.
 
-
-def cluster_delete(*, cluster: Cluster, actor=None) -> None:
-    """Delete a cluster (staff), refusing while environments use it."""
-    require_staff(actor, "delete clusters")
-    with transaction.atomic():
-        used_by = sorted(str(env) for env in cluster.environments.select_related("project"))
-        if used_by:
-            raise ValidationError(
-                {"cluster": [f"Cluster {cluster.slug} can't be deleted: environments {', '.join(used_by)} use it."]}
-            )
-        cluster.delete()
-
-
-def environment_update(*, environment: Environment, actor=None, **changes: Any) -> Environment:
-    """Rename, (un)protect or reorder an environment (maintainers).
-
-    Cluster and namespace stay: moving an environment would strand what runs there.
+    `digest=None`: the digest is not known yet (a tag still to be resolved).
     """
-    require_role(actor, environment.project, Role.MAINTAINER, "change environments")
-    errors = Errors()
-    for field in sorted(set(changes) - set(ENVIRONMENT_CHANGEABLE)):
-        if field in ("slug", "cluster", "namespace", "project"):
-            if changes[field] != getattr(environment, field):
-                errors.add(field, f"The {field} of an environment can't change; create a new environment instead.")
-        else:
-            errors.add(field, "Unknown field.")
-    errors.raise_if_any()
-    for field in ENVIRONMENT_CHANGEABLE:
-        if field in changes:
-            setattr(environment, field, changes[field])
-    environment.full_clean()
-    environment.save()
-    return environment
+    if resource.source_type != SourceType.IMAGE:
+        raise ValidationError(
+            {"resource": [f"{resource} promotes from {resource.promote_from}; publish to the upstream instead."]}
+        )
+    if digest is not None:
+        rules.check_digest(digest, "digest")
+    if tag and (len(tag) > 128 or not rules.TAG_RE.match(tag)):
+        raise ValidationError({"tag": [f"Not a valid tag: {tag[:80]!r}."]})
+    if repository:
+        parsed = rules.check_image_reference(repository, "repository")
+        if parsed.tag or parsed.digest:
+            raise ValidationError({"repository": ["Give the repository without a tag or digest."]})
+        return parsed.name
+    return rules.check_image_reference(resource.image).name
+
+
+def artifact_publish(
+    *, resource: Resource, digest: str, repository: str = "", tag: str = "",
+    origin: str = Artifact.Origin.API, actor=None, actor_label: str = "", validate_only: bool = False,
+) -> Artifact:
+    """Record that an image-source resource published `digest`; track-latest dependants follow."""
+    with audit.attempt("artifact.publish", actor=actor, target=resource, actor_label=actor_label,
+                       changes={"digest": digest, "tag": tag, "repository": repository, "origin": origin}) as entry:
+        require_change_environment(actor, resource.environment, "publish images")
+        repository = validate_publish(resource=resource, digest=digest, tag=tag, repository=repository)
+        if validate_only:
+            entry.skip()
+            return Artifact(resource=resource, digest=digest, tag=tag, repository=repository, origin=origin)
+        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        locked.artifact_seq += 1
+        locked.save(update_fields=["artifact_seq"])
+        artifact = Artifact.objects.create(
+            resource=locked, sequence=locked.artifact_seq, repository=repository, digest=digest, tag=tag,
+            origin=origin, first_published_at=timezone.now(), published_by=_actor_user(actor),
+        )
+        _changed(locked, reason=ChangeReason.PUBLISH, to_digest=digest, artifact=artifact, actor=actor, actor_label=actor_label)
+        entry.describe(changes={"sequence": artifact.sequence})
+    return artifact
+
+
+def resource_pin(*, resource: Resource, digest: str, actor=None) -> Resource:
+    """Pin a promoted resource to `digest` (how a newer build reaches prod)."""
+    with audit.attempt("resource.pin", actor=actor, target=resource, changes={"digest": digest}):
+        if resource.source_type != SourceType.PROMOTE:
+            raise ValidationError({"binding": [f"{resource} has an image source; only promoted resources can be pinned."]})
+        return resource_update(resource=resource, binding=Binding.PIN_DIGEST, pinned_digest=digest, actor=actor)
+
+
+def resource_track_latest(*, resource: Resource, actor=None) -> Resource:
+    with audit.attempt("resource.track_latest", actor=actor, target=resource):
+        if resource.source_type != SourceType.PROMOTE:
+            raise ValidationError({"binding": [f"{resource} has an image source; only promoted resources track an upstream."]})
+        return resource_update(resource=resource, binding=Binding.TRACK_LATEST, actor=actor)
+
+
+def resource_promote_upstream_current(*, resource: Resource, actor=None) -> Resource:
+    """Pin to what the upstream runs now (the pipeline's one-click promote); before its
+    first apply, to its latest publish."""
+    with audit.attempt("resource.promote", actor=actor, target=resource) as entry:
+        require_pin(actor, resource.environment, "promote")
+        if resource.source_type != SourceType.PROMOTE:
+            raise ValidationError({"binding": [f"{resource} has an image source; there is no upstream to promote from."]})
+        upstream = resource.promote_from
+        upstream_latest = latest_artifact(upstream)
+        digest = upstream.current_digest or (upstream_latest.digest if upstream_latest else "")
+        if not digest:
+            raise ValidationError({"promote_from": [f"{upstream} has not published an image yet."]})
+        entry.describe(changes={"digest": digest, "upstream": str(upstream)})
+        return resource_pin(resource=resource, digest=digest, actor=actor)
+
+
+def reconcile_request(*, resource: Resource, actor=None) -> None:
+    """Ask for a reconcile now (operators' "Reconcile now", "Retry")."""
+    with audit.attempt("resource.reconcile", actor=actor, target=resource):
+        require_change_environment(actor, resource.environment, "reconcile resources")
+        signals.reconcile_requested.send(sender=Resource, resource_ids=[resource.pk])

@@ -1,25 +1,70 @@
-from django.contrib import admin
+"""Projects, members, tokens and the audit trail. Every write goes through `projects.services`."""
 
-from .models import Membership, Project
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from core.admin import ServiceAdmin, ServiceForm, run_for_each
+
+from . import services
+from .models import ApiToken, AuditEntry, Membership, Project
 
 
 class MembershipInline(admin.TabularInline):
+    """Members at a glance; they are changed on the Membership page (through the service,
+    which keeps at least one maintainer)."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ProjectForm(ServiceForm):
+    class Meta:
+        model = Project
+        fields = ["name", "slug", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and self.instance.pk:
+            self.validate_with(services.project_update, project=self.instance, name=data["name"],
+                               description=data.get("description") or "")
+        elif not self.errors:
+            self.validate_with(services.project_create, slug=data["slug"], name=data["name"],
+                               description=data.get("description") or "")
+        return data
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ServiceAdmin):
+    form = ProjectForm
     list_display = ["name", "slug", "environment_count", "member_count", "created_at"]
     search_fields = ["name", "slug"]
-    prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at"]
     inlines = [MembershipInline]
 
-    def get_queryset(self, request):
-        from django.db.models import Count
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj is not None else {"slug": ["name"]}
 
+    def get_queryset(self, request):
         return super().get_queryset(request).annotate(
             _environments=Count("environments", distinct=True), _members=Count("memberships", distinct=True)
         )
@@ -32,26 +77,57 @@ class ProjectAdmin(admin.ModelAdmin):
     def member_count(self, obj):
         return obj._members
 
+    def service_save(self, request, form, change):
+        data = form.cleaned_data
+        if change:
+            stored = Project.objects.get(pk=form.instance.pk)
+            return services.project_update(project=stored, actor=request.user, name=data["name"],
+                                           description=data.get("description") or "")
+        return services.project_create(actor=request.user, slug=data["slug"], name=data["name"],
+                                       description=data.get("description") or "")
+
+    def service_delete(self, request, obj):
+        services.project_delete(project=obj, actor=request.user)
+
+
+class MembershipForm(ServiceForm):
+    class Meta:
+        model = Membership
+        fields = ["project", "user", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            for field in ("project", "user"):
+                self.fields[field].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            self.validate_with(services.membership_set, project=data["project"], username=data["user"].username,
+                               role=data["role"])
+        return data
+
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ServiceAdmin):
+    form = MembershipForm
     list_display = ["user", "project", "role", "created_at"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "user__email", "project__name", "project__slug"]
     autocomplete_fields = ["user", "project"]
     list_select_related = ["user", "project"]
 
+    def service_save(self, request, form, change):
+        data = form.cleaned_data
+        return services.membership_set(project=data["project"], username=data["user"].username, role=data["role"],
+                                       actor=request.user)
+
+    def service_delete(self, request, obj):
+        services.membership_remove(membership=obj, actor=request.user)
+
 
 # --- API tokens and the audit trail -----------------------------------------------------------
-
-from django import forms  # noqa: E402
-from django.core.exceptions import ValidationError  # noqa: E402
-from django.db import transaction  # noqa: E402
-from django.template.response import TemplateResponse  # noqa: E402
-from django.urls import reverse  # noqa: E402
-
-from . import audit, services  # noqa: E402
-from .models import ApiToken, AuditEntry  # noqa: E402
 
 
 class ApiTokenAddForm(forms.ModelForm):
@@ -103,8 +179,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
             expires_at=form.cleaned_data.get("expires_at"), actor=request.user,
         )
         obj.pk, obj._key = token.pk, key
-        audit.record(action="token.create", actor=request.user, target=token, request=request, via="admin",
-                     changes={"name": token.name, "prefix": token.prefix, "user": token.user.get_username()})
 
     def response_add(self, request, obj, post_url_continue=None):
         token = ApiToken.objects.select_related("user").get(pk=obj.pk)
@@ -122,12 +196,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        with transaction.atomic():
-            for token in queryset.select_related("user"):
-                services.token_revoke(token=token, actor=request.user)
-                audit.record(action="token.revoke", actor=request.user, target=token, request=request, via="admin",
-                             changes={"prefix": token.prefix})
-        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+        run_for_each(self, request, queryset.select_related("user"),
+                     lambda token, user: services.token_revoke(token=token, actor=user), "Revoked")
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -137,9 +207,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class AuditEntryAdmin(admin.ModelAdmin):
     """The audit trail, read-only."""
 
-    list_display = ["created_at", "actor_label", "action", "target_repr", "project", "via", "ip", "token"]
-    list_filter = ["action", "via", "project"]
-    search_fields = ["actor_label", "target_repr", "action", "ip"]
+    list_display = ["created_at", "actor_label", "action", "outcome", "target_repr", "project", "via", "ip", "token"]
+    list_filter = ["outcome", "action", "via", "project"]
+    search_fields = ["actor_label", "target_repr", "action", "ip", "message"]
     list_select_related = ["project", "token"]
     date_hierarchy = "created_at"
 

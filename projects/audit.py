@@ -1,23 +1,46 @@
-"""The audit trail: one AuditEntry per write, whoever makes it (API, pages, admin, services).
+"""The audit trail: one AuditEntry per write attempt, whichever door it came through.
 
-`record()` is deliberately generic: give it the actor, an action name
-(`<thing>.<verb>`), the target and a summary of the changes; pass the
-request when there is one and the entry also says where the write came
-from (IP, user agent, API token). Secret values never reach the table:
-`redact()` replaces them wherever they appear in `changes`.
+Every service that writes wraps its work in `attempt()`:
+
+    with audit.attempt("resource.update", actor=actor, target=resource) as entry:
+        require_change_environment(actor, ...)      # may refuse
+        ...write...
+        entry.describe(before=..., after=...)
+
+`attempt()` runs the block in a transaction and writes the entry in it, so a
+write and its entry commit together. A refusal (PermissionDenied or
+ValidationError) rolls the write back and is recorded afterwards, outside
+that transaction, with the message the caller sees: doors therefore never
+wrap a service call in a transaction of their own. A service that calls
+another (a pin is a resource update) writes one entry, the outer one.
+
+The door (web, admin, api, webhook, command, system), the caller's address,
+user agent and API token come from `core.doors`, set by the middleware or
+the command. Secret values never reach the table: `redact()` replaces them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError, transaction
+from django.db.transaction import TransactionManagementError
 
-from .models import AuditEntry, Project
+from core import doors
+
+from .models import ApiToken, AuditEntry, Project
+
+log = logging.getLogger(__name__)
 
 # Keys whose values are secrets wherever they appear in a change summary.
 SECRET_KEYS = frozenset({"database_url", "token", "kubeconfig", "registry_password", "password", "key"})
 REDACTED = "***"
+REFUSALS = (PermissionDenied, ValidationError)
 
 
 def redact(value: Any) -> Any:
@@ -40,6 +63,15 @@ def redact(value: Any) -> Any:
     return value
 
 
+def refusal_text(exc: Exception) -> str:
+    """A refusal as one line, as the caller reads it (field: message …)."""
+    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
+        return " ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
 def client_ip(request) -> str | None:
     """The caller's address; behind a TLS proxy (HOIST_BEHIND_TLS_PROXY) the first X-Forwarded-For hop."""
     if request is None:
@@ -49,7 +81,6 @@ def client_ip(request) -> str | None:
         address = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[0].strip()
     address = address or request.META.get("REMOTE_ADDR", "")
     from django.core.validators import validate_ipv46_address
-    from django.core.exceptions import ValidationError
 
     try:
         validate_ipv46_address(address)
@@ -60,27 +91,25 @@ def client_ip(request) -> str | None:
 
 def record(
     *, action: str, actor=None, target=None, target_type: str = "", target_id: Any = "", target_repr: str = "",
-    project: Project | None = None, changes: dict | None = None, request=None, token=None, via: str = "",
-    actor_label: str = "",
+    project: Project | None = None, changes: dict | None = None, actor_label: str = "",
+    outcome: str = AuditEntry.Outcome.OK, message: str = "",
 ) -> AuditEntry:
-    """Write one audit entry. Call it inside the transaction of the write it describes."""
+    """Write one audit entry now. Services use `attempt()`; this is its last step."""
     if target is not None:
         target_type = target_type or target._meta.model_name
         target_id = target_id or target.pk
         target_repr = target_repr or str(target)
         if project is None:
             project = _project_of(target)
-    if request is not None and token is None:
-        auth = getattr(request, "auth", None)
-        from .models import ApiToken
-
-        token = auth if isinstance(auth, ApiToken) else None
+    door = doors.current()
+    request = door.request
+    auth = getattr(request, "auth", None) if request is not None else None
     user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEntry.objects.create(
         action=action,
         actor=user,
         actor_label=(actor_label or (user.get_username() if user else "hoist"))[:200],
-        token=token,
+        token=auth if isinstance(auth, ApiToken) else None,
         project=project,
         target_type=target_type[:64],
         target_id=str(target_id or "")[:64],
@@ -88,8 +117,122 @@ def record(
         changes=redact(changes or {}),
         ip=client_ip(request),
         user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:300],
-        via=via,
+        via=door.via,
+        outcome=outcome,
+        message=message[:2000],
     )
+
+
+class Attempt:
+    """What one write is about; the service fills it in as it learns more."""
+
+    def __init__(self, action: str, actor, target, project, changes, actor_label: str, **target_fields):
+        self.action, self.actor, self.target, self.project = action, actor, target, project
+        self.changes: dict = dict(changes or {})
+        self.actor_label = actor_label
+        self.target_fields: dict[str, Any] = target_fields
+        self.skipped = False
+
+    def skip(self) -> None:
+        """Nothing was written (a validate-only call that passed): no entry. A refusal is still recorded."""
+        self.skipped = True
+
+    def describe(self, *, target=None, project=None, changes: dict | None = None, before: Any = None,
+                 after: Any = None, **target_fields) -> None:
+        """Name the target (once it exists) and summarise the change (before/after, secrets redacted)."""
+        if target is not None:
+            self.target = target
+        if project is not None:
+            self.project = project
+        if changes:
+            self.changes.update(changes)
+        if before is not None:
+            self.changes["before"] = before
+        if after is not None:
+            self.changes["after"] = after
+        self.target_fields.update(target_fields)
+
+    def write(self, outcome: str, message: str = "") -> None:
+        if self.target is not None:
+            # The target object names itself; the placeholders given before it existed go.
+            self.target_fields = {k: v for k, v in self.target_fields.items() if k not in ("target_type", "target_repr")}
+        record(
+            action=self.action, actor=self.actor, target=self.target, project=self.project,
+            changes=self.changes, actor_label=self.actor_label, outcome=outcome, message=message,
+            **self.target_fields,
+        )
+
+
+class _Nested(Attempt):
+    """A service called by another service: the outer attempt writes the one entry."""
+
+    def __init__(self, outer: Attempt):
+        self.outer = outer
+
+    def skip(self) -> None:
+        pass  # the outer service decides whether it wrote anything
+
+    def describe(self, **kwargs) -> None:
+        # Fill in only what the outer service did not say itself.
+        if kwargs.get("target") is not None and self.outer.target is None:
+            self.outer.target = kwargs["target"]
+        for key in ("before", "after"):
+            if kwargs.get(key) is not None:
+                self.outer.changes.setdefault(key, kwargs[key])
+
+
+_current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("hoist_audit_attempt", default=None)
+
+
+@contextmanager
+def attempt(action: str, *, actor=None, target=None, project: Project | None = None, changes: dict | None = None,
+            actor_label: str = "", **target_fields) -> Iterator[Attempt]:
+    """Run one write in a transaction and audit it, refused or not (see the module docstring)."""
+    outer = _current.get()
+    if outer is not None:
+        yield _Nested(outer)
+        return
+    entry = Attempt(action, actor, target, project, changes, actor_label, **target_fields)
+    reset = _current.set(entry)
+    try:
+        with transaction.atomic():
+            yield entry
+            if not entry.skipped:
+                entry.write(AuditEntry.Outcome.OK)
+    except Exception as exc:
+        if _is_refusal(exc):
+            _write_after_rollback(entry, AuditEntry.Outcome.REFUSED, refusal_text(exc))
+        else:
+            _write_after_rollback(entry, AuditEntry.Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    finally:
+        _current.reset(reset)
+
+
+def _is_refusal(exc: Exception) -> bool:
+    # A rule, a role, or an API precondition (412/428: a 4xx status) said no.
+    return isinstance(exc, REFUSALS) or 400 <= getattr(exc, "status_code", 500) < 500
+
+
+def _write_after_rollback(entry: Attempt, outcome: str, message: str) -> None:
+    try:
+        entry.write(outcome, message)
+    except (DatabaseError, TransactionManagementError):
+        # The caller's own transaction is broken (it will roll back): nothing can be written now.
+        log.warning("audit entry for a %s %s could not be written", outcome, entry.action, exc_info=True)
+
+
+def refused(action: str, exc: Exception, *, actor=None, target=None, project: Project | None = None,
+            changes: dict | None = None, actor_label: str = "") -> None:
+    """Record a write stopped outside a service's attempt: a door's early role check, or a
+    step that must not run in a transaction (resolving a tag through a registry)."""
+    if _current.get() is not None:
+        return  # the enclosing attempt records it
+    entry = Attempt(action, actor, target, project, changes, actor_label)
+    if _is_refusal(exc):
+        _write_after_rollback(entry, AuditEntry.Outcome.REFUSED, refusal_text(exc))
+    else:
+        _write_after_rollback(entry, AuditEntry.Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _project_of(target) -> Project | None:

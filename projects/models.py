@@ -118,7 +118,16 @@ class AuditEntry(models.Model):
     changes = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
-    via = models.CharField(max_length=20, blank=True, help_text="api, web, admin, …")
+    via = models.CharField(max_length=20, blank=True, help_text="api, web, admin, webhook, command, system")
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Done"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK, db_index=True)
+    # Why a write was refused or failed, as the caller was told.
+    message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -13,6 +13,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 
 from .models import ROLE_RANK, Membership, Project, Role
+from .permissions import needed_role
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Access:
 
     def can_change(self, environment) -> bool:
         """Create, edit and delete resources in `environment` (developer; maintainer if protected)."""
-        return self.at_least(Role.MAINTAINER if environment.protected else Role.DEVELOPER)
+        return self.at_least(needed_role(environment))
 
     def can_pin(self, environment) -> bool:
         """Change pins and bindings (the one-click promote is a pin change)."""

@@ -1,29 +1,9 @@
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib import admin
 
-from . import services
+from core.admin import run_for_each
+from environments import services
+
 from .models import Promotion
-
-
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
-        return " ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
-
-
-def run_for_each(modeladmin, request, queryset, service, done: str, key=lambda obj: obj) -> None:
-    """Call `service` for each selected row; report every refusal by name, never a 500."""
-    ok = 0
-    for obj in queryset:
-        try:
-            service(key(obj), request.user)
-            ok += 1
-        except (ValidationError, PermissionDenied) as exc:
-            modeladmin.message_user(request, f"{obj}: {error_text(exc)}", messages.ERROR)
-    if ok:
-        modeladmin.message_user(request, f"{done}: {ok}.", messages.SUCCESS)
 
 
 @admin.register(Promotion)

@@ -1,24 +1,16 @@
 from django.conf import settings
 from django.db import models
 
-from environments.models import Artifact, Resource
+from environments.models import Artifact, ChangeReason, Resource
 
 
 class Promotion(models.Model):
     """One change of what a resource runs: the record pages and the API read."""
 
-    class Reason(models.TextChoices):
-        PUBLISH = "publish", "Publish"
-        TRACK_LATEST = "track_latest", "Track latest"
-        PIN_EDIT = "pin_edit", "Pin edited"
-        ROLLBACK = "rollback", "Rollback"
-        MANUAL = "manual", "Manual promotion"
-        CREATE = "create", "Resource created"
-        DRIFT = "drift", "Drift corrected"
+    Reason = ChangeReason
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
         APPLIED = "applied", "Applied"
         FAILED = "failed", "Failed"
         SUPERSEDED = "superseded", "Superseded"
@@ -35,7 +27,6 @@ class Promotion(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     # Seconds from the image's first publish in the project to this apply.
     latency_s = models.FloatField(null=True, blank=True)

@@ -21,17 +21,18 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from environments.kube import IMAGESOURCE_API, ClusterClient, ClusterError, forget_crd_cache
-from environments.models import Artifact, Binding, Kind, Phase, Resource, SourceType
+from environments.models import Artifact, Binding, Cluster, Kind, Phase, Resource, SourceType
+from environments.selectors import latest_artifact
 
-from . import mirror, services, tasks
+from . import mirror, queue
+from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import Promotion
 from .registry import RegistryError, parse_reference
 
@@ -39,6 +40,21 @@ log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "hoist.dev"
 SKIPPED = "SkippedAfterOutage"
+
+
+@dataclass
+class Batch:
+    """What the reconciles of one task share.
+
+    - `image_sources`: upstream ImageSource objects already read, by
+      (endpoint, namespace, name): a fan-out reads its upstream once.
+    - `down_clusters`: clusters found unreachable, by name, with the error:
+      the rest of the batch on that cluster fails at once instead of spending
+      its retries (and the task's time limit) on the same outage.
+    """
+
+    image_sources: dict = field(default_factory=dict)
+    down_clusters: dict = field(default_factory=dict)
 
 
 class Waiting(Exception):
@@ -81,14 +97,14 @@ class Plan:
 def up_to_date(resource: Resource) -> bool:
     """Ready, and no promotion waiting to be marked: an event-driven reconcile can stop here."""
     return resource.phase == Phase.READY and not resource.promotions.filter(
-        status__in=[Promotion.Status.QUEUED, Promotion.Status.RUNNING]
+        status=Promotion.Status.QUEUED
     ).exists()
 
 
 # --- entry points ------------------------------------------------------------------------------
 
 
-def reconcile_resource(resource_id: int, *, sweep: bool = False, reads: dict | None = None) -> Outcome | None:
+def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | None = None) -> Outcome | None:
     """Reconcile with in-task retries for transient failures; record every failure.
 
     After the last attempt a transient failure leaves its promotion queued
@@ -98,7 +114,7 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, reads: dict | N
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
     for attempt in range(1, attempts + 1):
         try:
-            return reconcile_once(resource_id, sweep=sweep, reads=reads)
+            return reconcile_once(resource_id, sweep=sweep, batch=batch)
         except Waiting as waiting:
             set_phase(resource_id, Phase.WAITING, str(waiting))
             return None
@@ -107,18 +123,15 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, reads: dict | N
             final = not exc.retryable or attempt == attempts or skipped
             record_failure(resource_id, exc, attempt=attempt, final=final)
             if final:
-                if getattr(exc, "unreachable", False) and reads is not None and not skipped:
-                    # The rest of this batch on that cluster fails at once instead of
-                    # spending its retries (and the task's time limit) on the same outage.
-                    reads[(SKIPPED, exc.cluster_name)] = exc.message
+                if getattr(exc, "unreachable", False) and batch is not None and not skipped:
+                    batch.down_clusters[exc.cluster_name] = exc.message
                 return None
             time.sleep(settings.HOIST_RECONCILE_BACKOFF_S * 2 ** (attempt - 1))
     return None
 
 
-def reconcile_once(resource_id: int, *, sweep: bool = False, reads: dict | None = None) -> Outcome | None:
-    """One attempt. `reads` may carry upstream ImageSource reads shared by a batch of
-    dependants of one upstream (one GET instead of one per dependant)."""
+def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None = None) -> Outcome | None:
+    """One attempt; `batch` is what the reconciles of one task share (see Batch)."""
     with transaction.atomic():
         try:
             resource = (
@@ -128,14 +141,14 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, reads: dict | None 
             )
         except Resource.DoesNotExist:
             return None  # deleted meanwhile: cleanup has its own task
-        outage = reads.get((SKIPPED, resource.environment.cluster.name)) if reads is not None else None
+        outage = batch.down_clusters.get(resource.environment.cluster.name) if batch is not None else None
         if outage:
             raise ClusterError(f"{outage} (not retried again in this batch)", retryable=True, reason=SKIPPED)
         if resource.kind != Kind.DEPLOYMENT:
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
             return None
         with ClusterClient.for_cluster(resource.environment.cluster) as kube:
-            target = decide(resource, kube, reads)
+            target = decide(resource, kube, batch)
             if not is_forward(resource, target):
                 return Outcome(changed=False, digest=resource.current_digest, note="stale candidate ignored")
             image = make_pullable(resource, target)
@@ -163,7 +176,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, reads: dict | None 
 # --- step 1: decide ----------------------------------------------------------------------------
 
 
-def decide(resource: Resource, kube: ClusterClient, reads: dict | None = None) -> Target:
+def decide(resource: Resource, kube: ClusterClient, batch: Batch | None = None) -> Target:
     if resource.source_type == SourceType.IMAGE:
         return _decide_own(resource)
     upstream = resource.promote_from
@@ -177,15 +190,15 @@ def decide(resource: Resource, kube: ClusterClient, reads: dict | None = None) -
             reason=Promotion.Reason.PIN_EDIT,
         )
     if _same_cluster(resource, upstream):
-        return _decide_from_image_source(resource, upstream, kube, reads)
-    latest = services.latest_artifact(upstream)
+        return _decide_from_image_source(resource, upstream, kube, batch)
+    latest = latest_artifact(upstream)
     if latest is None:
         raise Waiting(f"Waiting for {upstream} to publish an image.")
     return Target(latest.digest, latest.reference, latest.sequence, latest, latest.first_published_at, Promotion.Reason.TRACK_LATEST)
 
 
 def _decide_own(resource: Resource) -> Target:
-    latest = services.latest_artifact(resource)
+    latest = latest_artifact(resource)
     if latest is None:
         latest = _resolve_tag(resource)
     return Target(latest.digest, latest.reference, latest.sequence, latest, latest.first_published_at, Promotion.Reason.PUBLISH)
@@ -204,19 +217,19 @@ def _resolve_tag(resource: Resource) -> Artifact:
     )
 
 
-def _decide_from_image_source(resource: Resource, upstream: Resource, kube: ClusterClient, reads: dict | None) -> Target:
+def _decide_from_image_source(resource: Resource, upstream: Resource, kube: ClusterClient, batch: Batch | None) -> Target:
     """Same cluster: the upstream's ImageSource says what it publishes (no registry round-trip).
 
     Within one batch the read is shared: a batch lasts a second or so, and a
     publish during it queues another batch that moves everyone forward again.
     """
     key = (kube.endpoint, upstream.environment.namespace, upstream.name)
-    if reads is not None and key in reads:
-        obj = reads[key]
+    if batch is not None and key in batch.image_sources:
+        obj = batch.image_sources[key]
     else:
         obj = kube.read_image_source(upstream.environment.namespace, upstream.name)
-        if reads is not None:
-            reads[key] = obj
+        if batch is not None:
+            batch.image_sources[key] = obj
     latest = ((obj or {}).get("status") or {}).get("latestArtifact")
     if not latest:
         raise Waiting(
@@ -425,8 +438,7 @@ def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subr
         if exc.status != 404:
             raise
         if obj["kind"] == "ImageSource":
-            forget_crd_cache()
-            kube.ensure_crd()
+            kube.reinstall_crd()
         kube.ensure_namespace(resource.environment.namespace, {"app.kubernetes.io/managed-by": "hoist",
                                                                 f"{LABEL_PREFIX}/project": resource.environment.project.slug})
         try:
@@ -495,7 +507,7 @@ def record(resource: Resource, target: Target, image: str, drift: str | None) ->
     now = timezone.now()
     previous = resource.current_digest
     changed = previous != target.digest
-    queued = list(resource.promotions.filter(status__in=[Promotion.Status.QUEUED, Promotion.Status.RUNNING]).order_by("queued_at", "id"))
+    queued = list(resource.promotions.filter(status=Promotion.Status.QUEUED).order_by("queued_at", "id"))
     latency = (now - target.first_published_at).total_seconds() if target.first_published_at else None
     matched = [p for p in queued if p.to_digest == target.digest]
     for promotion in matched:
@@ -526,7 +538,7 @@ def record(resource: Resource, target: Target, image: str, drift: str | None) ->
         "current_digest", "current_image", "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "config_hash",
     ])
     if changed:
-        tasks.enqueue_reconcile_many(
+        queue.enqueue_reconcile_many(
             list(resource.dependants.filter(binding=Binding.TRACK_LATEST).order_by("pk").values_list("pk", flat=True))
         )
     return Outcome(changed=changed, digest=target.digest)
@@ -541,7 +553,7 @@ def record_failure(resource_id: int, exc: Exception, *, attempt: int, final: boo
     retryable = getattr(exc, "retryable", False)
     message = str(exc)[:2000]
     with transaction.atomic():
-        pending = Promotion.objects.filter(resource_id=resource_id, status__in=[Promotion.Status.QUEUED, Promotion.Status.RUNNING])
+        pending = Promotion.objects.filter(resource_id=resource_id, status=Promotion.Status.QUEUED)
         if final and not retryable:
             pending.update(status=Promotion.Status.FAILED, error=message)
             set_phase(resource_id, Phase.FAILED, message)
@@ -561,8 +573,6 @@ def record_failure(resource_id: int, exc: Exception, *, attempt: int, final: boo
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> int:
     """Delete every object Hoist wrote for a deleted resource, found by its labels."""
-    from environments.models import Cluster
-
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         return 0

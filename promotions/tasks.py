@@ -1,85 +1,43 @@
 """django-q2 tasks: thin wrappers that take ids and call reconcile functions.
 
-Tasks are enqueued with transaction.on_commit so a worker never looks for a
-row the request hasn't committed yet.
+Enqueued by `promotions.queue` (on commit) and by the drift sweep schedule.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 
-from django.conf import settings
-from django.db import transaction
 from django_q.tasks import async_task
 
+from environments.models import Resource
+
+from . import reconcile
+from .queue import chunks
+
 log = logging.getLogger(__name__)
-MAX_CHUNK = 25
-
-
-def enqueue_reconcile(resource_id: int) -> None:
-    transaction.on_commit(
-        lambda: async_task("promotions.tasks.reconcile_resource", resource_id, task_name=f"reconcile-{resource_id}", group="reconcile")
-    )
-
-
-def _chunks(resource_ids: list[int]) -> list[list[int]]:
-    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
-    size = max(1, min(MAX_CHUNK, math.ceil(len(resource_ids) / workers)))
-    return [list(resource_ids[start:start + size]) for start in range(0, len(resource_ids), size)]
-
-
-def enqueue_reconcile_many(resource_ids: list[int]) -> None:
-    """Queue a fan-out in a few chunks rather than one task per resource.
-
-    Each task carries its own queue round trip (insert, poll, lock, result
-    row); with 100 track-latest dependants that overhead, not the reconciles,
-    would dominate. One chunk per worker keeps every worker busy.
-    """
-    for chunk in _chunks(resource_ids):
-        transaction.on_commit(
-            lambda chunk=chunk: async_task("promotions.tasks.reconcile_resources", chunk, group="reconcile")
-        )
-
-
-def enqueue_cleanup(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
-    transaction.on_commit(
-        lambda: async_task(
-            "promotions.tasks.cleanup_resource", cluster_id, namespace, project, environment, resource,
-            task_name=f"cleanup-{project}-{environment}-{resource}", group="cleanup",
-        )
-    )
 
 
 def reconcile_resource(resource_id: int, sweep: bool = False) -> None:
-    from . import reconcile
-
     reconcile.reconcile_resource(resource_id, sweep=sweep)
 
 
 def reconcile_resources(resource_ids: list[int], sweep: bool = False) -> None:
-    from . import reconcile
-
-    reads: dict = {}  # upstream ImageSources read once for the whole batch
+    batch = reconcile.Batch()
     for resource_id in resource_ids:
         try:
-            reconcile.reconcile_resource(resource_id, sweep=sweep, reads=reads)
+            reconcile.reconcile_resource(resource_id, sweep=sweep, batch=batch)
         except Exception as exc:  # one broken resource must not starve the rest of its batch
             log.exception("reconcile of resource %s failed unexpectedly", resource_id)
             reconcile.record_failure(resource_id, exc, attempt=1, final=True)
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
-    from . import reconcile
-
     reconcile.cleanup_resource(cluster_id, namespace, project, environment, resource)
 
 
 def reconcile_all() -> int:
     """The periodic drift sweep: queue a reconcile for every resource."""
-    from environments.models import Resource
-
     ids = list(Resource.objects.order_by("pk").values_list("pk", flat=True))
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         async_task("promotions.tasks.reconcile_resources", chunk, True, group="drift")
     return len(ids)

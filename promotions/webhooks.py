@@ -19,9 +19,9 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from environments import selectors, services
 from environments.models import Artifact, Resource, SourceType
 
-from . import services
 from .registry import MANIFEST_MEDIA_TYPES, is_digest, parse_reference
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def registry_notifications(request):
             if follows != tag:
                 continue
             matched = True
-            latest = services.latest_artifact(resource)
+            latest = selectors.latest_artifact(resource)
             if latest is not None and latest.digest == digest and latest.tag == tag:
                 continue  # a redelivered event: already published
             artifact = services.artifact_publish(

@@ -4,7 +4,8 @@ import pytest
 from django.urls import reverse
 
 from environments.models import Artifact, Binding, Cluster, Resource
-from promotions import services as promotion_services
+from environments import services as promotion_services
+from projects.models import AuditEntry
 from promotions.models import Promotion
 from projects.models import Membership
 from tests.fixtures.domain import digest
@@ -200,7 +201,9 @@ def test_a_staff_user_outside_the_project_cannot_change_it(client, world, make_u
     data = resource_post(prod_web.environment, source_type="promote", image="", promote_from=world["staging_web"].pk,
                          binding="pin_digest", pinned_digest=digest(3))
     response = client.post(reverse("admin:environments_resource_change", args=[prod_web.pk]), data)
-    assert response.status_code == 403
+    # The service's refusal, next to the form, and audited.
+    assert "You need the maintainer role in project shop" in response.content.decode()
+    assert AuditEntry.objects.filter(action="resource.update", outcome="refused", via="admin", actor=operator).exists()
     prod_web.refresh_from_db()
     assert prod_web.pinned_digest == digest("p")
     Membership.objects.create(project=prod_web.project, user=operator, role="maintainer")

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils.http import parse_etags
 
 from environments.models import Resource
-from projects.api.errors import PreconditionFailed, PreconditionRequired
+from core.api.errors import PreconditionFailed, PreconditionRequired
 
 
 def resource_etag(resource: Resource) -> str:

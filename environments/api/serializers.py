@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from environments.fields import mask
 from environments.models import Artifact, Binding, Cluster, Environment, Kind, Phase, Resource, SourceType
-from projects.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
+from core.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
 MASKS = ("set", "not set")
 MASK_HELP = 'Write-only. Reads back as "set" or "not set"; writing "set" or "not set" keeps the stored value, "" or null clears it.'

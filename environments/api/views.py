@@ -2,13 +2,14 @@
 
 Views check the caller's role early (so a viewer gets 403 before any body
 parsing), check JSON shape with the serializers, and call the services for
-everything else; the audit entry is written in the write's transaction.
+everything else; the services audit every write, refused or not. Views open
+no transaction and take no lock of their own: the services do.
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
@@ -17,12 +18,12 @@ from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
 from environments import services
-from environments.models import Artifact, Binding, Cluster, Environment, Resource, SourceType
-from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, HoistViewSet, ProjectScopedViewSet
-from projects.api.errors import RegistryUnavailable, conflict, field_errors
-from promotions.registry import RegistryError
+from environments.models import Binding, Cluster, Environment, Resource, SourceType
+from core.api.base import HoistViewSet
+from core.api.errors import conflict, field_errors
+from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, ProjectScopedViewSet
+from projects import audit, permissions
 from projects.models import Project, Role
-from promotions import services as promotion_services
 
 from . import serializers as s
 from .etags import check_if_match, resource_etag
@@ -52,12 +53,17 @@ class ClusterViewSet(HoistViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if not _sees_clusters(request.user):
+        if request.method in ("GET", "HEAD", "OPTIONS") and not _sees_clusters(request.user):
             if "cluster" in kwargs:
                 raise NotFound("No such cluster.")
             raise PermissionDenied("Only staff and project maintainers may see clusters.")
-        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.user.is_staff:
-            raise PermissionDenied("Only staff operators may change clusters.")
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            action = {"POST": "cluster.create", "DELETE": "cluster.delete"}.get(request.method, "cluster.update")
+            try:
+                permissions.require_staff(request.user, "change clusters")
+            except DjangoPermissionDenied as exc:
+                audit.refused(action, exc, actor=request.user)
+                raise
 
     def _get(self) -> Cluster:
         return get_object_or_404(Cluster.objects.all(), slug=self.kwargs["cluster"])
@@ -73,9 +79,7 @@ class ClusterViewSet(HoistViewSet):
         body = s.ClusterWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = s.keep_masked(body.validated_data, s.ClusterWriteSerializer.SECRETS)
-        with transaction.atomic():
-            cluster = services.cluster_create(actor=request.user, **values)
-            self.audit("cluster.create", cluster, changes=values)
+        cluster = services.cluster_create(actor=request.user, **values)
         return Response(s.ClusterSerializer(cluster).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, cluster):
@@ -83,19 +87,15 @@ class ClusterViewSet(HoistViewSet):
         body = s.ClusterUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = s.keep_masked(body.validated_data, s.ClusterWriteSerializer.SECRETS)
-        with transaction.atomic():
-            services.cluster_update(cluster=instance, actor=request.user, **values)
-            self.audit("cluster.update", instance, changes=values)
+        instance = services.cluster_update(cluster=instance, actor=request.user, **values)
         return Response(s.ClusterSerializer(instance).data)
 
     def destroy(self, request, cluster):
         instance = self._get()
-        with transaction.atomic():
-            self.audit("cluster.delete", instance)
-            try:
-                services.cluster_delete(cluster=instance, actor=request.user)
-            except DjangoValidationError as exc:
-                raise conflict(exc) from None
+        try:
+            services.cluster_delete(cluster=instance, actor=request.user)
+        except DjangoValidationError as exc:
+            raise conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -147,7 +147,7 @@ class EnvironmentViewSet(ProjectScopedViewSet):
         return Response(s.EnvironmentSerializer(self._get()).data)
 
     def create(self, request, project):
-        self.require(Role.MAINTAINER, "add environments")
+        self.require(Role.MAINTAINER, "add environments", action="environment.create")
         body = s.EnvironmentCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = dict(body.validated_data)
@@ -155,34 +155,28 @@ class EnvironmentViewSet(ProjectScopedViewSet):
         if cluster is None:
             raise APIValidationError({"cluster": [f"No cluster {values['cluster']!r}."]})
         values["cluster"] = cluster
-        with transaction.atomic():
-            try:
-                env = services.environment_create(project=self.project, actor=request.user, **values)
-            except DjangoValidationError as exc:
-                raise _environment_unique_errors(exc, self.project, values["slug"], cluster, values["namespace"]) from None
-            self.audit("environment.create", env, changes=body.validated_data)
+        try:
+            env = services.environment_create(project=self.project, actor=request.user, **values)
+        except DjangoValidationError as exc:
+            raise _environment_unique_errors(exc, self.project, values["slug"], cluster, values["namespace"]) from None
         return Response(s.EnvironmentSerializer(env).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, project, environment):
-        self.require(Role.MAINTAINER, "change environments")
         env = self._get()
+        self.require(Role.MAINTAINER, "change environments", action="environment.update", target=env)
         body = s.EnvironmentUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         body.refuse_changes({"slug": env.slug, "cluster": env.cluster.slug, "namespace": env.namespace})
-        with transaction.atomic():
-            services.environment_update(environment=env, actor=request.user, **body.validated_data)
-            self.audit("environment.update", env, changes=body.validated_data)
+        env = services.environment_update(environment=env, actor=request.user, **body.validated_data)
         return Response(s.EnvironmentSerializer(env).data)
 
     def destroy(self, request, project, environment):
-        self.require(Role.MAINTAINER, "delete environments")
         env = self._get()
-        with transaction.atomic():
-            self.audit("environment.delete", env)
-            try:
-                services.environment_delete(environment=env, actor=request.user)
-            except DjangoValidationError as exc:
-                raise conflict(exc) from None
+        self.require(Role.MAINTAINER, "delete environments", action="environment.delete", target=env)
+        try:
+            services.environment_delete(environment=env, actor=request.user)
+        except DjangoValidationError as exc:
+            raise conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -355,7 +349,7 @@ class ResourceViewSet(EnvironmentScopedViewSet):
         return self._respond(self.get_resource())
 
     def create(self, request, project, environment):
-        self.require_change(self.environment, "create resources")
+        self.require_change(self.environment, "create resources", action="resource.create")
         body = s.ResourceCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -363,94 +357,34 @@ class ResourceViewSet(EnvironmentScopedViewSet):
             "environment": self.environment, "name": data["name"], "kind": data["kind"],
             **source_arguments(self.project, data["source"], None), **config_arguments(data.get("config")),
         }
-        with transaction.atomic():
-            created = services.resource_create(actor=request.user, **arguments)
-            self.audit("resource.create", created, changes=request.data)
+        created = services.resource_create(actor=request.user, **arguments)
         return self._respond(created, status.HTTP_201_CREATED)
-
-    def _locked(self) -> Resource:
-        """Lock the project (as the source services do, same order: no deadlock) and the resource."""
-        resource = self.get_resource()
-        Project.objects.select_for_update().filter(pk=self.project.pk).first()
-        Resource.objects.select_for_update().filter(pk=resource.pk).first()
-        return self.resources().get(pk=resource.pk)
 
     def partial_update(self, request, project, environment, resource):
         current = self.get_resource()
-        self.require_change(current.environment, "change resources")
+        self.require_change(current.environment, "change resources", action="resource.update", target=current)
         body = s.ResourceUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         body.refuse_changes({"environment": current.environment.slug})
         data = body.validated_data
-        with transaction.atomic():
-            current = self._locked()
-            check_if_match(request, resource_etag(current))
-            changes = {**source_arguments(self.project, data.get("source"), current), **config_arguments(data.get("config"))}
-            for field in ("name", "kind"):
-                if field in data:
-                    changes[field] = data[field]
-            updated = services.resource_update(resource=current, actor=request.user, **changes)
-            self.audit("resource.update", updated, changes=request.data)
+        changes = {**source_arguments(self.project, data.get("source"), current), **config_arguments(data.get("config"))}
+        for field in ("name", "kind"):
+            if field in data:
+                changes[field] = data[field]
+        # If-Match is checked by the service under its row lock, against what is stored then.
+        updated = services.resource_update(
+            resource=current, actor=request.user, precondition=lambda locked: check_if_match(request, resource_etag(locked)),
+            **changes,
+        )
         return self._respond(updated)
 
     def destroy(self, request, project, environment, resource):
         current = self.get_resource()
-        self.require_change(current.environment, "delete resources")
-        with transaction.atomic():
-            current = self._locked()
-            check_if_match(request, resource_etag(current))
-            self.audit("resource.delete", current)
-            try:
-                services.resource_delete(resource=current, actor=request.user)
-            except DjangoValidationError as exc:
-                raise conflict(exc) from None
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-# --- artifacts --------------------------------------------------------------------------------
-
-
-@extend_schema(tags=["artifacts"], parameters=[PROJECT_PARAM, ENVIRONMENT_PARAM, RESOURCE_PARAM])
-@extend_schema_view(
-    create=extend_schema(
-        request=s.PublishSerializer, responses={201: s.ArtifactSerializer},
-        description="Publish: record that this image-source resource pushed `digest`. Its track-latest dependants "
-        "follow (a queued Promotion each, applied by reconcile). Without `digest`, `tag` is resolved to a digest "
-        "through the registry (once: the artifact keeps that digest); 503 if the registry can't be reached. "
-        "Needs the developer role (maintainer in a protected environment).",
-    ),
-)
-class ArtifactViewSet(EnvironmentScopedViewSet):
-    """Images a resource published, newest first."""
-
-    serializer_class = s.ArtifactSerializer
-    queryset = Artifact.objects.none()
-    error_field_names = {}  # publish errors already use the request's names (digest, tag, repository)
-    extra_error_codes = {"POST": (503,)}
-
-    def list(self, request, project, environment, resource):
-        artifacts = self.get_resource().artifacts.select_related("published_by").order_by("-sequence")
-        page = self.paginate_queryset(artifacts)
-        return self.get_paginated_response(s.ArtifactSerializer(page, many=True).data)
-
-    def create(self, request, project, environment, resource):
-        target = self.get_resource()
-        self.require_change(target.environment, "publish images")
-        body = s.PublishSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        self.require_change(current.environment, "delete resources", action="resource.delete", target=current)
         try:
-            with transaction.atomic():
-                if data.get("digest"):
-                    artifact = promotion_services.artifact_publish(
-                        resource=target, origin=Artifact.Origin.API, actor=request.user, **data
-                    )
-                else:
-                    artifact = promotion_services.artifact_publish_tag(
-                        resource=target, origin=Artifact.Origin.API, actor=request.user,
-                        tag=data.get("tag", ""), repository=data.get("repository", ""),
-                    )
-                self.audit("artifact.publish", artifact, changes={**data, "digest": artifact.digest}, project=self.project)
-        except RegistryError as exc:
-            raise RegistryUnavailable(str(exc), errors={"tag": [str(exc)]}, headers={"Retry-After": "10"}) from None
-        return Response(s.ArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)
+            services.resource_delete(
+                resource=current, actor=request.user, precondition=lambda locked: check_if_match(request, resource_etag(locked)),
+            )
+        except DjangoValidationError as exc:
+            raise conflict(exc) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,14 +1,13 @@
-"""What every API view shares: the caller's project and role, early role checks, the audit entry."""
+"""API views under /projects/{project}/: the caller's project and role, resolved once."""
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import viewsets
-from rest_framework.exceptions import NotFound, ValidationError
 
-from projects import audit
-from projects.models import Project, Role
+from core.api.base import HoistViewSet
+from projects import audit, permissions
+from projects.models import Project
 from projects.selectors import Access, project_access
 
 PROJECT_PARAM = OpenApiParameter("project", str, OpenApiParameter.PATH, description="Project slug.")
@@ -16,29 +15,13 @@ ENVIRONMENT_PARAM = OpenApiParameter("environment", str, OpenApiParameter.PATH, 
 RESOURCE_PARAM = OpenApiParameter("resource", str, OpenApiParameter.PATH, description="Resource name.")
 
 
-class HoistViewSet(viewsets.GenericViewSet):
-    """Base of every API viewset.
-
-    Writes record an AuditEntry in the same transaction (`self.audit`).
-    """
-
-    # Any path segment reaches the view, which answers a JSON 404 for what does not exist.
-    lookup_value_regex = "[^/]+"
-
-    def initial(self, request, *args, **kwargs):
-        # PostgreSQL text can't hold NUL: refuse it at the door rather than fail in a query.
-        if any("\x00" in str(value) for value in kwargs.values()):
-            raise NotFound()
-        bad = [key for key, values in request.query_params.lists() if "\x00" in key or any("\x00" in v for v in values)]
-        if bad:
-            raise ValidationError({key.replace("\x00", "") or "query": ["NUL characters are not allowed."] for key in bad})
-        super().initial(request, *args, **kwargs)
-
-    def audit(self, action: str, target=None, *, changes: dict | None = None, project: Project | None = None, **target_fields):
-        return audit.record(
-            action=action, actor=self.request.user, target=target, changes=changes, request=self.request,
-            project=project, via="api", **target_fields,
-        )
+def require_staff(request, what: str, *, action: str) -> None:
+    """The services' staff check, early (before the body is parsed), audited when it refuses."""
+    try:
+        permissions.require_staff(request.user, what)
+    except PermissionDenied as exc:
+        audit.refused(action, exc, actor=request.user)
+        raise
 
 
 class ProjectScopedViewSet(HoistViewSet):
@@ -62,13 +45,18 @@ class ProjectScopedViewSet(HoistViewSet):
             return
         self.access  # resolve now: 404 before anything else is looked at
 
-    def require(self, role: str, what: str) -> None:
-        """Refuse early (before the body is even validated) when the role is too low."""
-        if not self.access.at_least(role):
-            raise PermissionDenied(f"You need the {role} role in project {self.project.slug} to {what}.")
+    # Early refusals (a viewer gets 403 before the body is even parsed). They are
+    # the services' own checks, with the services' messages: the service checks
+    # again (and audits) when it is called.
+    def require(self, role: str, what: str, *, action: str, target=None) -> None:
+        self._refuse_audited(permissions.check_access, action, target, self.access, role, what)
 
-    def require_change(self, environment, what: str) -> None:
-        if not self.access.can_change(environment):
-            role = Role.MAINTAINER if environment.protected else Role.DEVELOPER
-            where = f"{'protected ' if environment.protected else ''}environment {environment.slug}"
-            raise PermissionDenied(f"You need the {role} role in project {self.project.slug} to {what} in {where}.")
+    def require_change(self, environment, what: str, *, action: str, target=None) -> None:
+        self._refuse_audited(permissions.check_access_change, action, target or environment, self.access, environment, what)
+
+    def _refuse_audited(self, check, action, target, *args) -> None:
+        try:
+            check(*args)
+        except PermissionDenied as exc:
+            audit.refused(action, exc, actor=self.request.user, target=target, project=self.project)
+            raise

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from projects.models import ApiToken, Membership, Project, Role
 
-from .fields import StrictCharField, StrictSerializer
+from core.api.fields import StrictCharField, StrictSerializer
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -13,12 +12,14 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from projects import services
+from projects import audit, permissions, services
 from projects.authentication import PasswordAuthentication, TokenAuthentication
 from projects.models import ApiToken, Membership, Project, Role
 
 from . import serializers as s
-from .base import PROJECT_PARAM, HoistViewSet, ProjectScopedViewSet
+from core.api.base import HoistViewSet
+
+from .base import PROJECT_PARAM, ProjectScopedViewSet, require_staff
 
 
 def _my_projects(user):
@@ -55,13 +56,10 @@ class ProjectViewSet(HoistViewSet):
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
     def create(self, request):
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff operators may create projects.")
+        require_staff(request, "create projects", action="project.create")
         body = s.ProjectCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            project = services.project_create(actor=request.user, **body.validated_data)
-            self.audit("project.create", project, changes=body.validated_data)
+        project = services.project_create(actor=request.user, **body.validated_data)
         project.my_role = Role.MAINTAINER
         return Response(self._serialize(project), status=status.HTTP_201_CREATED)
 
@@ -73,13 +71,13 @@ class ProjectViewSet(HoistViewSet):
     def partial_update(self, request, project):
         instance = self._get()
         if instance.my_role != Role.MAINTAINER:
-            raise PermissionDenied(f"You need the maintainer role in project {instance.slug} to change the project.")
+            error = permissions.denied(Role.MAINTAINER, instance.slug, "change the project")
+            audit.refused("project.update", error, actor=request.user, target=instance)
+            raise error
         body = s.ProjectUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         body.refuse_changes({"slug": instance.slug})
-        with transaction.atomic():
-            services.project_update(project=instance, actor=request.user, **body.validated_data)
-            self.audit("project.update", instance, changes=body.validated_data)
+        services.project_update(project=instance, actor=request.user, **body.validated_data)
         return Response(self._serialize(instance))
 
 
@@ -109,33 +107,27 @@ class MemberViewSet(ProjectScopedViewSet):
         return Response(s.MemberSerializer(self._get()).data)
 
     def create(self, request, project):
-        self.require(Role.MAINTAINER, "manage members")
+        self.require(Role.MAINTAINER, "manage members", action="membership.set")
         body = s.MemberCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            membership = services.membership_set(project=self.project, actor=request.user, **body.validated_data)
-            self.audit("membership.set", membership, changes=body.validated_data, project=self.project)
+        membership = services.membership_set(project=self.project, actor=request.user, **body.validated_data)
         return Response(s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, project, username):
-        self.require(Role.MAINTAINER, "manage members")
         membership = self._get()
+        self.require(Role.MAINTAINER, "manage members", action="membership.set", target=membership)
         body = s.MemberUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         body.refuse_changes({"username": membership.user.username})
-        with transaction.atomic():
-            membership = services.membership_set(
-                project=self.project, username=membership.user.username, role=body.validated_data["role"], actor=request.user
-            )
-            self.audit("membership.set", membership, changes=body.validated_data, project=self.project)
+        membership = services.membership_set(
+            project=self.project, username=membership.user.username, role=body.validated_data["role"], actor=request.user
+        )
         return Response(s.MemberSerializer(membership).data)
 
     def destroy(self, request, project, username):
-        self.require(Role.MAINTAINER, "manage members")
         membership = self._get()
-        with transaction.atomic():
-            self.audit("membership.remove", membership, project=self.project)
-            services.membership_remove(membership=membership, actor=request.user)
+        self.require(Role.MAINTAINER, "manage members", action="membership.remove", target=membership)
+        services.membership_remove(membership=membership, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -149,7 +141,9 @@ class UserViewSet(HoistViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if not request.user.is_staff:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            require_staff(request, "manage users", action="user.create")
+        elif not request.user.is_staff:
             raise PermissionDenied("Only staff operators may manage users.")
 
     def list(self, request):
@@ -160,9 +154,7 @@ class UserViewSet(HoistViewSet):
     def create(self, request):
         body = s.UserCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            user = services.user_create(actor=request.user, **body.validated_data)
-            self.audit("user.create", user, changes=body.validated_data)
+        user = services.user_create(actor=request.user, **body.validated_data)
         return Response(s.UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -200,17 +192,15 @@ class TokenViewSet(HoistViewSet):
     def create(self, request):
         if isinstance(request.auth, ApiToken):
             # A leaked token must not be able to mint longer-lived ones.
-            raise PermissionDenied("Create tokens with your password (HTTP Basic) or in the browser, not with a token.")
+            error = PermissionDenied("Create tokens with your password (HTTP Basic) or in the browser, not with a token.")
+            audit.refused("token.create", error, actor=request.user)
+            raise error
         body = s.TokenCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            token, key = services.token_create(user=request.user, actor=request.user, **body.validated_data)
-            self.audit("token.create", token, changes={"name": token.name, "prefix": token.prefix, "expires_at": str(token.expires_at)})
+        token, key = services.token_create(user=request.user, actor=request.user, **body.validated_data)
         return Response(s.TokenCreatedSerializer(token, context={"key": key}).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, pk):
         token = self._get(pk)
-        with transaction.atomic():
-            services.token_revoke(token=token, actor=request.user)
-            self.audit("token.revoke", token, changes={"prefix": token.prefix})
+        services.token_revoke(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

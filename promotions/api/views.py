@@ -1,15 +1,22 @@
-"""Promotion history: per resource, and project-wide with filters."""
+"""Publishing (by digest, or by tag through the registry) and the promotion history."""
 
 from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status
 from rest_framework.response import Response
 
+from core.api.errors import RegistryUnavailable
+from environments import services
+from environments.api import serializers as s
 from environments.api.views import EnvironmentScopedViewSet
+from environments.models import Artifact
 from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, ProjectScopedViewSet
+from promotions import publishing
 from promotions.models import Promotion
+from promotions.registry import RegistryError
 
 from .filters import PromotionFilter
 from .serializers import PromotionSerializer
@@ -56,3 +63,48 @@ class ResourcePromotionViewSet(EnvironmentScopedViewSet):
         promotions = self.get_resource().promotions.select_related(*RELATED).order_by("-queued_at", "-id")
         page = self.paginate_queryset(promotions)
         return self.get_paginated_response(PromotionSerializer(page, many=True).data)
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["artifacts"], parameters=[PROJECT_PARAM, ENVIRONMENT_PARAM, RESOURCE_PARAM])
+@extend_schema_view(
+    create=extend_schema(
+        request=s.PublishSerializer, responses={201: s.ArtifactSerializer},
+        description="Publish: record that this image-source resource pushed `digest`. Its track-latest dependants "
+        "follow (a queued Promotion each, applied by reconcile). Without `digest`, `tag` is resolved to a digest "
+        "through the registry (once: the artifact keeps that digest); 503 if the registry can't be reached. "
+        "Needs the developer role (maintainer in a protected environment).",
+    ),
+)
+class ArtifactViewSet(EnvironmentScopedViewSet):
+    """Images a resource published, newest first."""
+
+    serializer_class = s.ArtifactSerializer
+    queryset = Artifact.objects.none()
+    error_field_names = {}  # publish errors already use the request's names (digest, tag, repository)
+    extra_error_codes = {"POST": (503,)}
+
+    def list(self, request, project, environment, resource):
+        artifacts = self.get_resource().artifacts.select_related("published_by").order_by("-sequence")
+        page = self.paginate_queryset(artifacts)
+        return self.get_paginated_response(s.ArtifactSerializer(page, many=True).data)
+
+    def create(self, request, project, environment, resource):
+        target = self.get_resource()
+        self.require_change(target.environment, "publish images", action="artifact.publish", target=target)
+        body = s.PublishSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            if data.get("digest"):
+                artifact = services.artifact_publish(resource=target, origin=Artifact.Origin.API, actor=request.user, **data)
+            else:
+                artifact = publishing.artifact_publish_tag(
+                    resource=target, origin=Artifact.Origin.API, actor=request.user,
+                    tag=data.get("tag", ""), repository=data.get("repository", ""),
+                )
+        except RegistryError as exc:
+            raise RegistryUnavailable(str(exc), errors={"tag": [str(exc)]}, headers={"Retry-After": "10"}) from None
+        return Response(s.ArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)

@@ -11,18 +11,23 @@ def test_an_api_write_is_audited_with_who_what_and_where(api, dev, developer):
         format="json", HTTP_USER_AGENT="deploy-bot/1.0", REMOTE_ADDR="10.1.2.3",
     )
     assert response.status_code == 201
-    entry = AuditEntry.objects.get()
+    entry = AuditEntry.objects.get(via="api")
     assert (entry.action, entry.actor, entry.project.slug, entry.target_type, entry.target_repr) == (
         "resource.create", developer, "shop", "resource", "shop/dev/api")
     assert entry.token == ApiToken.objects.get(user=developer)
     assert (entry.ip, entry.user_agent, entry.via) == ("10.1.2.3", "deploy-bot/1.0", "api")
     assert entry.created_at is not None
     assert "TOPSECRET" not in str(entry.changes)
-    assert entry.changes["config"]["env"][1]["value"] == "plain"
+    assert entry.outcome == "ok" and entry.changes["after"]["env"][1] == {"name": "M", "value": "plain", "secret": False}
 
 
-def test_reads_and_refused_writes_are_not_audited(api, dev, dev_web):
+def test_reads_are_not_audited_and_refusals_are(api, dev, dev_web):
     api["viewer"].get(resource_url(dev))
-    api["viewer"].post(resource_url(dev), {"name": "x"}, format="json")
-    api["developer"].post(resource_url(dev), {"name": "x"}, format="json")  # invalid
-    assert not AuditEntry.objects.exists()
+    assert not AuditEntry.objects.filter(via="api").exists()
+    response = api["viewer"].post(resource_url(dev), {"name": "x"}, format="json")
+    assert response.status_code == 403
+    entry = AuditEntry.objects.get(via="api")
+    assert (entry.action, entry.outcome, entry.message) == ("resource.create", "refused", response.json()["detail"])
+    # A body of the wrong shape never reaches the service: a 400, not a write attempt.
+    api["developer"].post(resource_url(dev), {"name": "x"}, format="json")
+    assert AuditEntry.objects.filter(via="api").count() == 1

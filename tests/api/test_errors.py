@@ -34,8 +34,8 @@ def test_huge_bodies_are_413(api, dev):
 
 @override_settings(HOIST_API_MAX_BODY_BYTES=100)
 def test_the_limit_holds_without_a_content_length(api, dev):
-    from projects.api.parsers import JSONParser
-    from projects.api.errors import RequestTooLarge
+    from core.api.parsers import JSONParser
+    from core.api.errors import RequestTooLarge
     import io
 
     with pytest.raises(RequestTooLarge):

@@ -69,7 +69,7 @@ def seeded(members, environments, make_resource, admin_user, no_registry_calls):
     dev_web = make_resource(environments["dev"], "web", ports=[8080], env=[{"name": "K", "value": "v", "secret": True}])
     make_resource(environments["staging"], "web", upstream=dev_web)
     make_resource(environments["prod"], "web", upstream=dev_web, binding=Binding.PIN_DIGEST, pinned=digest("p"))
-    from promotions.services import artifact_publish
+    from environments.services import artifact_publish
 
     artifact_publish(resource=dev_web, digest=digest(1))
     Membership.objects.create(project=environments["dev"].project, user=admin_user, role=Role.MAINTAINER)

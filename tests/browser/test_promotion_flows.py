@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from environments.models import Binding, Resource
-from promotions import services as promotion_services
+from environments import services as promotion_services
 from promotions.models import Promotion
 from tests.fixtures.domain import digest
 from tests.fixtures.web import set_status

@@ -1,6 +1,6 @@
 import pytest
 
-from environments.kube import forget_clients, forget_crd_cache
+from promotions.kube import forget_clients, forget_crd_cache
 
 
 @pytest.fixture

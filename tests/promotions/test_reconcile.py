@@ -7,7 +7,8 @@ from kubernetes import client as k8s
 
 from environments import services as env_services
 from environments.models import Binding, Resource
-from promotions import reconcile, services
+from environments import services
+from promotions import reconcile
 from promotions.models import Promotion
 from tests.fixtures.domain import digest
 

@@ -5,7 +5,8 @@ import threading
 import pytest
 from django.db import connection
 
-from promotions import reconcile, services
+from environments import services
+from promotions import reconcile
 from promotions.models import Promotion
 from tests.fixtures.domain import digest
 

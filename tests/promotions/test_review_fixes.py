@@ -5,9 +5,10 @@ from django.core.exceptions import ValidationError
 from kubernetes import client as k8s
 
 from environments import services as env_services
-from environments.kube import ClusterClient, ClusterError
+from promotions.kube import ClusterClient, ClusterError
 from environments.models import Binding, Cluster
-from promotions import reconcile, services, tasks
+from environments import services
+from promotions import reconcile, tasks
 from promotions.models import Promotion
 from tests.fixtures.domain import digest
 

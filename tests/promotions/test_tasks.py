@@ -3,7 +3,8 @@
 import pytest
 from django_q.conf import Conf
 
-from promotions import services, tasks
+from environments import services
+from promotions import tasks
 from tests.fixtures.domain import digest
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from environments import services as env_services
 from environments.models import Binding, EnvVar, Kind, Resource
-from promotions import services as promotion_services
+from environments import services as promotion_services
 from promotions.models import Promotion
 from tests.fixtures.domain import digest
 from tests.fixtures.web import htmx

@@ -7,13 +7,12 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import audit, services
-from .models import ApiToken
+from projects import services
+from projects.models import ApiToken
 
 EXPIRY_CHOICES = [("", "Never"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year")]
 
@@ -45,10 +44,7 @@ def token_list(request):
             expires_at = timezone.now() + timedelta(days=int(days))
     if not errors:
         try:
-            with transaction.atomic():
-                token, key = services.token_create(user=request.user, name=name, expires_at=expires_at, actor=request.user)
-                audit.record(action="token.create", actor=request.user, target=token, request=request, via="web",
-                             changes={"name": token.name, "prefix": token.prefix, "expires_at": str(expires_at)})
+            token, key = services.token_create(user=request.user, name=name, expires_at=expires_at, actor=request.user)
         except ValidationError as exc:
             errors = exc.message_dict
         else:
@@ -60,9 +56,6 @@ def token_list(request):
 @require_POST
 def token_revoke(request, pk: int):
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    with transaction.atomic():
-        services.token_revoke(token=token, actor=request.user)
-        audit.record(action="token.revoke", actor=request.user, target=token, request=request, via="web",
-                     changes={"prefix": token.prefix})
+    services.token_revoke(token=token, actor=request.user)
     messages.success(request, f"Token {token.name} ({token.prefix}…) is revoked.")
     return redirect("token_list")

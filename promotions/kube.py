@@ -27,6 +27,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from environments.rules import check_kubeconfig
+
 FIELD_MANAGER = "hoist"
 CRD_PATH = Path(__file__).resolve().parent.parent / "deploy" / "crds" / "imagesources.hoist.dev.yaml"
 IMAGESOURCE_API = "hoist.dev/v1alpha1"
@@ -148,8 +150,6 @@ class ClusterClient:
 
     @classmethod
     def _from_kubeconfig(cls, cluster) -> "ClusterClient":
-        from .rules import check_kubeconfig
-
         try:
             check_kubeconfig(cluster.kubeconfig)  # rows saved before the check existed
             config_dict = yaml.safe_load(cluster.kubeconfig)
@@ -283,6 +283,11 @@ class ClusterClient:
                 self.apply(crd)
             _crd_ready.add(self.endpoint)
 
+    def reinstall_crd(self) -> None:
+        """The cluster lost the CRD (it came back empty): install it again, even if we did before."""
+        _crd_ready.discard(self.endpoint)
+        self.ensure_crd()
+
     def read_image_source(self, namespace: str, name: str) -> dict | None:
         try:
             return self.get(IMAGESOURCE_API, "ImageSource", namespace, name)
@@ -293,7 +298,7 @@ class ClusterClient:
 
 
 def forget_crd_cache() -> None:
-    """For tests: a reset sandbox no longer has the CRD."""
+    """Forget which clusters have the CRD (tests that reset every sandbox at once)."""
     _crd_ready.clear()
 
 

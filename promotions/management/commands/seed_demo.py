@@ -10,8 +10,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core import doors
 from environments import services as env_services
 from environments.models import Binding, Cluster, Environment, Resource, SourceType
+from projects import services as project_services
 from projects.models import Membership, Project, Role
 
 DEMO_DIGEST = "sha256:" + "5e" * 32
@@ -35,12 +37,15 @@ class Command(BaseCommand):
         clusters = self._pairs(options["cluster"], "--cluster") or {"cluster-a": "http://127.0.0.1:6443", "cluster-b": "http://127.0.0.1:6444"}
         registries = self._pairs(options["registry"], "--registry")
         password = options["password"] or secrets.token_urlsafe(12)
-        with transaction.atomic():
+        with doors.door("command"), transaction.atomic():
             user = self._admin(options["username"], password)
             rows = {slug: self._cluster(slug, url, registries.get(slug, "")) for slug, url in clusters.items()}
             first, last = rows[next(iter(rows))], rows[list(rows)[-1]]
-            project, _ = Project.objects.get_or_create(slug="shop", defaults={"name": "Shop", "description": "Demo project"})
-            Membership.objects.update_or_create(project=project, user=user, defaults={"role": Role.MAINTAINER})
+            project = Project.objects.filter(slug="shop").first() or project_services.project_create(
+                slug="shop", name="Shop", description="Demo project"
+            )
+            if not Membership.objects.filter(project=project, user=user, role=Role.MAINTAINER).exists():
+                project_services.membership_set(project=project, username=user.username, role=Role.MAINTAINER)
             envs = {}
             for position, (slug, cluster, protected) in enumerate(
                 [("dev", first, False), ("staging", first, False), ("prod", last, True)]
@@ -76,6 +81,7 @@ class Command(BaseCommand):
         return pairs
 
     def _admin(self, username, password):
+        # The demo's Django login (not a Hoist object: no Hoist service writes users' passwords).
         user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
         user.is_staff = user.is_superuser = True
         user.set_password(password)
@@ -86,11 +92,7 @@ class Command(BaseCommand):
         cluster = Cluster.objects.filter(slug=slug).first()
         if cluster is None:
             return env_services.cluster_create(name=slug, slug=slug, api_url=url, registry=registry)
-        cluster.api_url = url
-        cluster.registry = registry or cluster.registry
-        cluster.full_clean()
-        cluster.save()
-        return cluster
+        return env_services.cluster_update(cluster=cluster, api_url=url, registry=registry or cluster.registry)
 
     def _resource(self, environment, name, **arguments):
         existing = Resource.objects.filter(environment=environment, name=name).first()

@@ -12,11 +12,15 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
+from core.http import wants_fragment
+from environments import selectors, services
 from environments.models import Resource, SourceType
+from projects.permissions import check_access_pin
 from projects.selectors import project_access
-from projects.views import pipeline_context, wants_fragment
+from promotions import selectors as promotion_selectors
 
-from . import selectors, services
+from .common import require
+from .projects import pipeline_context
 
 HISTORY_PAGE_SIZE = 50
 
@@ -24,7 +28,7 @@ HISTORY_PAGE_SIZE = 50
 @login_required
 def project_promotions(request, project):
     access = project_access(request.user, project)
-    page = Paginator(selectors.project_promotions(access.project), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(promotion_selectors.project_promotions(access.project), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"project": access.project, "access": access, "page": page, "promotions": page.object_list}
     if wants_fragment(request, "history"):
         return render(request, "promotions/htmx/project_promotions_table.html", context)
@@ -53,13 +57,12 @@ def resource_promote(request, project, env, name):
     resource = _resource(access, env, name)
     if resource.source_type != SourceType.PROMOTE:
         raise PermissionDenied("Only promoted resources can be promoted from an upstream.")
-    if not access.can_pin(resource.environment):
-        raise PermissionDenied(f"You need the maintainer role to promote into {resource.environment.name}.")
+    require(request, check_access_pin, access, resource.environment, "promote", action="resource.promote", target=resource)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         next_url = ""
     resource_url = reverse("resource_detail", args=[access.project.slug, resource.environment.slug, resource.name])
-    upstream_latest = services.latest_artifact(resource.promote_from)
+    upstream_latest = selectors.latest_artifact(resource.promote_from)
 
     if request.method == "GET":
         return render(request, "promotions/resource_promote.html", {

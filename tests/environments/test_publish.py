@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from environments.models import Artifact, Binding
-from promotions import services
+from environments import services
 from promotions.models import Promotion
 from tests.fixtures.domain import digest
 

@@ -6,19 +6,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.urls import reverse
 
-from promotions import selectors as promotion_selectors
-
-from .selectors import Access, project_access, projects_for_user
-
-
-def wants_fragment(request, target_id: str) -> bool:
-    """An HTMX request that swaps the element `#target_id` alone (a live refresh or a partial action).
-
-    Other HTMX requests (an `HX-Location` to a page, a history restore) get
-    the full page.
-    """
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request and htmx.target == target_id
+from core.http import wants_fragment
+from environments import selectors
+from projects.selectors import Access, project_access, projects_for_user
 
 
 @login_required
@@ -27,7 +17,7 @@ def project_list(request):
 
 
 def pipeline_context(access: Access, **extra) -> dict:
-    pipeline = promotion_selectors.pipeline(access.project)
+    pipeline = selectors.pipeline(access.project)
     for env in pipeline.environments:
         # Flags on the column's Environment object: every cell of the column shares it.
         env.can_change = access.can_change(env)

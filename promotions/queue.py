@@ -1,0 +1,49 @@
+"""Asking for engine work: django-q2 tasks enqueued on commit, by dotted name.
+
+`transaction.on_commit` so a worker never looks for a row the request hasn't
+committed yet. The task bodies are in `promotions.tasks`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from django.conf import settings
+from django.db import transaction
+from django_q.tasks import async_task
+
+MAX_CHUNK = 25
+
+
+def enqueue_reconcile(resource_id: int) -> None:
+    transaction.on_commit(
+        lambda: async_task("promotions.tasks.reconcile_resource", resource_id, task_name=f"reconcile-{resource_id}", group="reconcile")
+    )
+
+
+def chunks(resource_ids: list[int]) -> list[list[int]]:
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    size = max(1, min(MAX_CHUNK, math.ceil(len(resource_ids) / workers)))
+    return [list(resource_ids[start:start + size]) for start in range(0, len(resource_ids), size)]
+
+
+def enqueue_reconcile_many(resource_ids: list[int]) -> None:
+    """Queue a fan-out in a few chunks rather than one task per resource.
+
+    Each task carries its own queue round trip (insert, poll, lock, result
+    row); with 100 track-latest dependants that overhead, not the reconciles,
+    would dominate. One chunk per worker keeps every worker busy.
+    """
+    for chunk in chunks(resource_ids):
+        transaction.on_commit(
+            lambda chunk=chunk: async_task("promotions.tasks.reconcile_resources", chunk, group="reconcile")
+        )
+
+
+def enqueue_cleanup(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
+    transaction.on_commit(
+        lambda: async_task(
+            "promotions.tasks.cleanup_resource", cluster_id, namespace, project, environment, resource,
+            task_name=f"cleanup-{project}-{environment}-{resource}", group="cleanup",
+        )
+    )

@@ -1,0 +1,46 @@
+"""The engine's side of `environments.signals`: record what will change, queue the work.
+
+Connected in `PromotionsConfig.ready()`. These run inside the transaction of
+the write that sent the signal, so a queued Promotion exists exactly when
+the write committed, and the tasks are enqueued on commit (a worker never
+looks for a row that isn't there yet).
+"""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from environments import signals
+from environments.models import Artifact, Resource
+
+from . import queue
+from .models import Promotion
+
+
+@receiver(signals.desired_state_changed, dispatch_uid="promotions.record_change")
+def record_change(*, resource: Resource, reason: str, to_digest: str = "", artifact: Artifact | None = None,
+                  actor=None, actor_label: str = "", **_) -> Promotion | None:
+    """Queue a Promotion for a known new target digest and ask for a reconcile."""
+    queue.enqueue_reconcile(resource.pk)
+    if not to_digest or to_digest == resource.current_digest:
+        return None  # nothing will change what runs (unknown yet, config only, or a rebuild of the same bytes)
+    return Promotion.objects.create(
+        resource=resource,
+        from_digest=resource.current_digest,
+        to_digest=to_digest,
+        artifact=artifact,
+        reason=reason,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        actor_label=actor_label,
+    )
+
+
+@receiver(signals.reconcile_requested, dispatch_uid="promotions.reconcile_requested")
+def reconcile_requested(*, resource_ids: list[int], **_) -> None:
+    for resource_id in resource_ids:
+        queue.enqueue_reconcile(resource_id)
+
+
+@receiver(signals.resource_removed, dispatch_uid="promotions.cleanup")
+def cleanup(*, cluster_id: int, namespace: str, project: str, environment: str, resource: str, **_) -> None:
+    queue.enqueue_cleanup(cluster_id, namespace, project, environment, resource)

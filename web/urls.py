@@ -1,0 +1,26 @@
+"""Browser pages."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from .views import projects, promotions, resources, tokens, wizard
+
+environment_pages = [
+    path("", resources.environment_detail, name="environment_detail"),
+    path("new-resource/", wizard.resource_new, name="resource_new"),
+    path("new-resource/check-digest/", wizard.digest_check, name="digest_check"),
+    path("resources/<slug:name>/", resources.resource_detail, name="resource_detail"),
+    path("resources/<slug:name>/edit/", resources.resource_edit, name="resource_edit"),
+    path("resources/<slug:name>/promote/", promotions.resource_promote, name="resource_promote"),
+]
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", projects.project_list, name="project_list"),
+    path("tokens/", tokens.token_list, name="token_list"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
+    path("projects/<slug:project>/", projects.project_detail, name="project_detail"),
+    path("projects/<slug:project>/promotions/", promotions.project_promotions, name="project_promotions"),
+    path("projects/<slug:project>/envs/<slug:env>/", include(environment_pages)),
+]
