@@ -208,3 +208,23 @@ def test_a_staff_user_outside_the_project_cannot_change_it(client, world, make_u
     assert prod_web.pinned_digest == digest("p")
     Membership.objects.create(project=prod_web.project, user=operator, role="maintainer")
     assert client.post(reverse("admin:environments_resource_change", args=[prod_web.pk]), data).status_code == 302
+
+
+def test_an_environment_keeps_its_cluster_and_namespace_in_the_admin(admin_client, world, cluster_a, cluster_b):
+    prod = world["prod_web"].environment
+    response = admin_client.post(reverse("admin:environments_environment_change", args=[prod.pk]), {
+        "project": prod.project_id, "name": "production", "slug": "elsewhere", "cluster": cluster_a.pk,
+        "namespace": "moved", "protected": "on", "position": prod.position})
+    assert response.status_code == 302
+    prod.refresh_from_db()
+    # Only what environment_update allows changed; moving would strand what runs there.
+    assert (prod.name, prod.slug, prod.cluster, prod.namespace) == ("production", "prod", cluster_b, "shop-prod")
+    entry = AuditEntry.objects.get(action="environment.update", via="admin")
+    assert entry.changes["before"]["name"] == "prod" and entry.changes["after"]["name"] == "production"
+
+
+def test_a_project_with_environments_is_not_deleted_in_the_admin(admin_client, world):
+    project = world["dev_web"].project
+    response = admin_client.post(reverse("admin:projects_project_delete", args=[project.pk]), {"post": "yes"}, follow=True)
+    assert "still has environments (dev, prod, staging); delete them first" in response.content.decode()
+    assert type(project).objects.filter(pk=project.pk).exists()
