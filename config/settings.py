@@ -241,6 +241,13 @@ HOIST_WEBHOOK_TOKEN = os.environ.get("HOIST_WEBHOOK_TOKEN", "")
 # Reconcile: attempts within one task before leaving a transient failure to the sweep.
 HOIST_RECONCILE_ATTEMPTS = int(os.environ.get("HOIST_RECONCILE_ATTEMPTS", "4"))
 HOIST_RECONCILE_BACKOFF_S = float(os.environ.get("HOIST_RECONCILE_BACKOFF_S", "0.5"))
+# A reconcile claims its resource for this long (renewed around slow steps); a worker killed
+# mid-task loses its claim then, and the observer hands the work to another worker.
+HOIST_RECONCILE_LEASE_S = float(os.environ.get("HOIST_RECONCILE_LEASE_S", "5"))
+# The observer: how often it looks for work nobody holds (lost tasks, soaks ending, retries),
+# and how long desired state may stay unreconciled and unclaimed before it hands it out again.
+HOIST_OBSERVER_TICK_S = float(os.environ.get("HOIST_OBSERVER_TICK_S", "0.5"))
+HOIST_OBSERVER_NUDGE_AFTER_S = float(os.environ.get("HOIST_OBSERVER_NUDGE_AFTER_S", "2"))
 
 
 LOGGING = {

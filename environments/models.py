@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, RegexValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -112,10 +112,17 @@ class Binding(models.TextChoices):
 
 class Phase(models.TextChoices):
     PENDING = "pending", "Pending"
-    PROGRESSING = "progressing", "Progressing"
-    READY = "ready", "Ready"
+    PROGRESSING = "progressing", "Rolling out"
+    READY = "ready", "Healthy"
     WAITING = "waiting", "Waiting for upstream"
     FAILED = "failed", "Failed"
+
+
+class Follow(models.TextChoices):
+    """What a track-latest resource follows of its upstream."""
+
+    HEALTHY = "healthy", "What the upstream runs healthy"
+    PUBLISHED = "published", "What the upstream publishes"
 
 
 class ChangeReason(models.TextChoices):
@@ -124,7 +131,6 @@ class ChangeReason(models.TextChoices):
     PUBLISH = "publish", "Publish"
     TRACK_LATEST = "track_latest", "Track latest"
     PIN_EDIT = "pin_edit", "Pin edited"
-    # Written by the rollback-on-failure of the observation work (issue 10); no code path yet.
     ROLLBACK = "rollback", "Rollback"
     CREATE = "create", "Resource created"
     DRIFT = "drift", "Drift corrected"
@@ -156,6 +162,23 @@ class Resource(models.Model):
     binding = models.CharField(max_length=20, choices=Binding.choices, blank=True)
     pinned_digest = models.CharField(max_length=71, blank=True, validators=[DIGEST_VALIDATOR])
 
+    # Rollout policy (own config too).
+    follow = models.CharField(
+        max_length=10, choices=Follow.choices, default=Follow.HEALTHY,
+        help_text="Track latest: follow what the upstream runs healthy (default) or what it publishes.",
+    )
+    soak_seconds = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(7 * 24 * 3600)],
+        help_text="Track latest: an upstream digest must have run healthy this long before it is taken.",
+    )
+    rollback_on_failure = models.BooleanField(
+        default=False, help_text="A failed rollout re-applies the last healthy digest (never moves a pin).",
+    )
+    progress_deadline_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(1), MaxValueValidator(24 * 3600)],
+        help_text="A rollout not progressing for this long has failed (the Deployment's progressDeadlineSeconds).",
+    )
+
     # Publishing: sequence of this resource's own Artifacts (grows only).
     artifact_seq = models.PositiveBigIntegerField(default=0)
     # Own artifacts at or below this sequence belong to an earlier image reference
@@ -173,6 +196,23 @@ class Resource(models.Model):
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.PENDING)
     message = models.TextField(blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    # What the cluster runs, as observed: the last digest whose rollout was healthy, and
+    # the progress of the current rollout (ready of total replicas).
+    healthy_digest = models.CharField(max_length=71, blank=True)
+    healthy_at = models.DateTimeField(null=True, blank=True)
+    rollout_ready = models.PositiveIntegerField(default=0)
+    rollout_total = models.PositiveIntegerField(default=0)
+    # A digest whose rollout failed: not applied again by itself until something newer arrives.
+    failed_digest = models.CharField(max_length=71, blank=True)
+
+    # Engine bookkeeping (no lock is held across cluster or registry calls, so work is
+    # claimed instead): desired state changed at `dirty_at` and no reconcile has
+    # finished since; a reconcile holds a lease until `claimed_until`; `next_check_at`
+    # is when the observer should look again (a soak ending, a lost task).
+    dirty_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -260,6 +300,9 @@ class Artifact(models.Model):
     first_published_at = models.DateTimeField()
     published_at = models.DateTimeField(auto_now_add=True)
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # When this digest first ran healthy in its resource's environment: what track-latest
+    # dependants that follow "healthy" (and their soak time) go by.
+    healthy_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["resource_id", "-sequence"]

@@ -38,6 +38,7 @@ from .models import (
     Binding,
     ChangeReason,
     Cluster,
+    Follow,
     EnvVar,
     Environment,
     Kind,
@@ -46,7 +47,10 @@ from .models import (
 )
 from .selectors import desired_source, latest_artifact
 
-CONFIG_FIELDS = ("runtime", "ports", "replicas", "ingress_host", "database_url", "schedule")
+CONFIG_FIELDS = (
+    "runtime", "ports", "replicas", "ingress_host", "database_url", "schedule",
+    "follow", "soak_seconds", "rollback_on_failure", "progress_deadline_seconds",
+)
 SOURCE_FIELDS = ("source_type", "image", "promote_from", "binding", "pinned_digest")
 CLUSTER_FIELDS = ("name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password")
 CLUSTER_SECRETS = ("token", "kubeconfig", "registry_password")
@@ -99,6 +103,8 @@ def _resource_summary(resource: Resource) -> dict:
         "binding": resource.binding, "pinned_digest": resource.pinned_digest,
         "runtime": resource.runtime, "ports": resource.ports, "replicas": resource.replicas,
         "ingress_host": resource.ingress_host, "schedule": resource.schedule,
+        "follow": resource.follow, "soak_seconds": resource.soak_seconds,
+        "rollback_on_failure": resource.rollback_on_failure, "progress_deadline_seconds": resource.progress_deadline_seconds,
         "database_url": "set" if resource.database_url else "not set",
         "env": [{"name": var.name, "value": var.value, "secret": var.secret} for var in resource.env_vars.all()],
     }
@@ -361,6 +367,17 @@ def check_config(errors: Errors, *, kind: str, values: dict[str, Any]) -> dict[s
             errors.add("schedule", "Only cronjobs have a schedule.")
     if "database_url" in values and values["database_url"] and len(values["database_url"]) > 4096:
         errors.add("database_url", "Database URL is too long (at most 4096 characters).")
+    if "follow" in values and values["follow"] not in Follow.values:
+        errors.add("follow", f"Follow must be one of: {', '.join(Follow.values)} (got {str(values['follow'])[:40]!r}).")
+    for field, low, high, unit in (("soak_seconds", 0, 7 * 24 * 3600, "seconds"),
+                                   ("progress_deadline_seconds", 1, 24 * 3600, "seconds")):
+        if field in values:
+            value = values[field]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                errors.add(field, f"{field.replace('_', ' ').capitalize()} must be a whole number of {unit} "
+                                  f"from {low} to {high} (got {value!r}).")
+    if "rollback_on_failure" in values and not isinstance(values["rollback_on_failure"], bool):
+        errors.add("rollback_on_failure", f"Rollback on failure must be true or false (got {values['rollback_on_failure']!r}).")
     return cleaned
 
 
@@ -573,8 +590,10 @@ def resource_update(
             setattr(locked, field, value)
         if plan["source_changed"]:
             # Sequences belong to the publishing resource: a new upstream (or a
-            # pin turned into track-latest) starts its own order.
+            # pin turned into track-latest) starts its own order. A person's
+            # change also lifts "not retried after a failed rollout".
             locked.applied_seq = 0
+            locked.failed_digest = ""
         locked.save()
         if plan["env"] is not None:
             _write_env(locked, plan["env"], replace=True)

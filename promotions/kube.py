@@ -19,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import urllib3
 import yaml
@@ -32,6 +32,7 @@ from environments.rules import check_kubeconfig
 FIELD_MANAGER = "hoist"
 CRD_PATH = Path(__file__).resolve().parent.parent / "deploy" / "crds" / "imagesources.hoist.dev.yaml"
 IMAGESOURCE_API = "hoist.dev/v1alpha1"
+CRD_REVISION_LABEL = "hoist.dev/crd-revision"
 # Connect and read timeouts (seconds): a reconcile must fail fast and retry,
 # not hold a worker on a dead API server.
 TIMEOUT = (3.0, 15.0)
@@ -241,7 +242,10 @@ class ClusterClient:
         """
         metadata = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], metadata.get("namespace"), metadata["name"], subresource)
-        return self._request("PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+        # JSON is YAML, but YAML decoders refuse "\ud83d"-style surrogate escapes: characters
+        # outside the BMP (an emoji in an env value) must travel as UTF-8, not escaped.
+        body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        return self._request("PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=body,
                              content_type="application/apply-patch+yaml")
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
@@ -264,22 +268,75 @@ class ClusterClient:
             raise
 
     def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]:
+        return self.list_versioned(api_version, kind, namespace, label_selector)[0]
+
+    def list_versioned(self, api_version: str, kind: str, namespace: str | None,
+                       label_selector: str = "") -> tuple[list[dict], str]:
+        """The items and the list's resourceVersion (where a watch resumes from)."""
         query = {"labelSelector": label_selector} if label_selector else None
-        result = self._request("GET", _path(api_version, kind, namespace), query=query)
-        return (result or {}).get("items", [])
+        result = self._request("GET", _path(api_version, kind, namespace), query=query) or {}
+        return result.get("items", []), str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch(self, api_version: str, kind: str, namespace: str | None, *, label_selector: str = "",
+              resource_version: str = "", timeout_s: int = 30, stop=None) -> Iterator[dict]:
+        """Stream watch events ({"type", "object"}) from `resource_version`, with bookmarks.
+
+        Ends when the server closes the stream (timeoutSeconds) or `stop()` is true.
+        An `ERROR` event (e.g. 410 Gone: that resourceVersion is too old) is yielded
+        as is; the caller relists. Connection failures raise ClusterError.
+        """
+        query = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        path = _path(api_version, kind, namespace)
+        try:
+            method_, url, header_params, body_, post = self.api.param_serialize(
+                method="GET", resource_path=path, query_params=list(query.items()),
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(method_, url, header_params=header_params, body=body_, post_params=post,
+                                         _request_timeout=(TIMEOUT[0], timeout_s + 10))
+        except ApiException as exc:
+            raise self._error(exc.status, exc.body, "GET", path) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"cluster {self.name} ({self.endpoint}) can't be reached: {exc.__class__.__name__}: {exc}",
+                               retryable=True, unreachable=True) from exc
+        raw = response.response
+        if not 200 <= response.status <= 299:
+            raise self._error(response.status, raw.read(), "GET", path)
+        pending = b""
+        try:
+            for chunk in raw.stream(16 * 1024, decode_content=True):
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+                    if stop is not None and stop():
+                        return
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"cluster {self.name}: watch of {kind} broke off: {exc.__class__.__name__}",
+                               retryable=True, unreachable=True) from exc
+        finally:
+            raw.close()  # a stream left early must not go back to the pool half-read
 
     def ensure_namespace(self, namespace: str, labels: dict[str, str]) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}})
 
     def ensure_crd(self) -> None:
-        """Install the ImageSource CRD when the cluster lacks it (once per process and endpoint)."""
+        """Install (or upgrade) the ImageSource CRD when the cluster lacks this revision (once per process and endpoint)."""
         if self.endpoint in _crd_ready:
             return
         with _crd_lock:
             if self.endpoint in _crd_ready:
                 return
             crd = yaml.safe_load(CRD_PATH.read_text())
-            if self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, crd["metadata"]["name"]) is None:
+            stored = self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, crd["metadata"]["name"])
+            revision = crd["metadata"]["labels"][CRD_REVISION_LABEL]
+            if stored is None or (stored["metadata"].get("labels") or {}).get(CRD_REVISION_LABEL) != revision:
+                # Missing, or an older revision whose schema would prune the fields added since.
                 self.apply(crd)
             _crd_ready.add(self.endpoint)
 

@@ -5,15 +5,27 @@ from environments.models import Artifact, ChangeReason, Resource
 
 
 class Promotion(models.Model):
-    """One change of what a resource runs: the record pages and the API read."""
+    """One change of what a resource runs: the record pages and the API read.
+
+    queued → applying → rolling out → healthy | failed, or superseded when a
+    newer decision replaces it before it is healthy. "Applied" alone means the
+    API server accepted the spec; "healthy" means the new digest runs:
+    observedGeneration caught up, every replica updated and available,
+    `Available=True`.
+    """
 
     Reason = ChangeReason
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
-        APPLIED = "applied", "Applied"
+        APPLYING = "applying", "Applying"
+        ROLLING_OUT = "rolling_out", "Rolling out"
+        HEALTHY = "healthy", "Healthy"
         FAILED = "failed", "Failed"
         SUPERSEDED = "superseded", "Superseded"
+
+    # Still waiting for an outcome: a newer decision supersedes these.
+    OPEN = (Status.QUEUED, Status.APPLYING, Status.ROLLING_OUT)
 
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="promotions")
     from_digest = models.CharField(max_length=71, blank=True)
@@ -28,8 +40,10 @@ class Promotion(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(auto_now_add=True)
     applied_at = models.DateTimeField(null=True, blank=True)
-    # Seconds from the image's first publish in the project to this apply.
+    healthy_at = models.DateTimeField(null=True, blank=True)
+    # Seconds from the image's first publish in the project to this apply, and to healthy.
     latency_s = models.FloatField(null=True, blank=True)
+    healthy_latency_s = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]

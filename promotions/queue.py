@@ -2,6 +2,11 @@
 
 `transaction.on_commit` so a worker never looks for a row the request hasn't
 committed yet. The task bodies are in `promotions.tasks`.
+
+Every request also marks the resource dirty (`Resource.dirty_at`) in the
+same transaction: a task can be lost (a worker killed mid-task, a broker
+that drops it), a dirty mark can't. The reconcile clears it when it has
+recorded; the observer hands out again what stays dirty and unclaimed.
 """
 
 from __future__ import annotations
@@ -10,14 +15,25 @@ import math
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_q.tasks import async_task
+
+from environments.models import Resource
 
 MAX_CHUNK = 25
 
 
-def enqueue_reconcile(resource_id: int) -> None:
+def mark_dirty(resource_ids: list[int]) -> None:
+    if resource_ids:
+        Resource.objects.filter(pk__in=resource_ids).update(dirty_at=timezone.now())
+
+
+def enqueue_reconcile(resource_id: int, *, repair: bool = False) -> None:
+    """Reconcile one resource; `repair` re-applies every object and records drift (as the sweep does)."""
+    mark_dirty([resource_id])
     transaction.on_commit(
-        lambda: async_task("promotions.tasks.reconcile_resource", resource_id, task_name=f"reconcile-{resource_id}", group="reconcile")
+        lambda: async_task("promotions.tasks.reconcile_resource", resource_id, repair,
+                           task_name=f"reconcile-{resource_id}", group="repair" if repair else "reconcile")
     )
 
 
@@ -34,6 +50,7 @@ def enqueue_reconcile_many(resource_ids: list[int]) -> None:
     row); with 100 track-latest dependants that overhead, not the reconciles,
     would dominate. One chunk per worker keeps every worker busy.
     """
+    mark_dirty(resource_ids)
     for chunk in chunks(resource_ids):
         transaction.on_commit(
             lambda chunk=chunk: async_task("promotions.tasks.reconcile_resources", chunk, group="reconcile")

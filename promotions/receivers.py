@@ -24,6 +24,10 @@ def record_change(*, resource: Resource, reason: str, to_digest: str = "", artif
     queue.enqueue_reconcile(resource.pk)
     if not to_digest or to_digest == resource.current_digest:
         return None  # nothing will change what runs (unknown yet, config only, or a rebuild of the same bytes)
+    # A newer decision replaces requests not yet applied (an old create whose pin was
+    # edited since must not stay queued forever).
+    Promotion.objects.filter(resource=resource, status=Promotion.Status.QUEUED).exclude(to_digest=to_digest).update(
+        status=Promotion.Status.SUPERSEDED)
     return Promotion.objects.create(
         resource=resource,
         from_digest=resource.current_digest,

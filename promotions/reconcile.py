@@ -1,17 +1,30 @@
 """Reconcile one resource into its cluster, as small steps.
 
-    decide()        which digest should run (pin / upstream's latest / own latest)
+    claim()         take the resource for this worker (a lease, not a lock)
+    decide()        which digest should run (pin / upstream's healthy or published
+                    latest, after its soak / own latest; a rollback after a failure)
     make_pullable() same cluster: the upstream's reference as is;
                     other cluster: mirror through the central registry first
-    apply_objects() server-side apply Secret, Deployment, Service, Ingress, ImageSource
-    record()        Promotion rows and resource status; dependants enqueued on commit
+    apply_objects() server-side apply Secret, Deployment, Service, Ingress, then
+                    read the rollout and apply the ImageSource (spec and status)
+    record()        Promotion rows and resource status, compare-and-set; dependants
+                    that follow "published" (and, if healthy already, "healthy") queued
 
-One reconcile holds the resource's row lock (select_for_update) from decide to
-record, so two workers never interleave on one resource; different resources
-reconcile in parallel. Forward-only (DESIGN guarantee 3): every candidate
-carries the publishing resource's artifact sequence, and a candidate older
-than what the resource already runs is a no-op, so a late or retried task
-never rolls anything back.
+No database transaction or row lock is held across cluster or registry
+calls: a reconcile claims its resource with a conditional update (a lease of
+HOIST_RECONCILE_LEASE_S, renewed around slow steps), works without a
+transaction, then records in one short transaction that checks the claim is
+still its own. Two workers therefore never interleave on one resource; a
+worker killed mid-task loses its lease and the observer hands the work on.
+
+Forward-only (DESIGN guarantee 3): every candidate carries the publishing
+resource's artifact sequence, and a candidate older than what the resource
+already runs is a no-op, checked before applying and again when recording,
+so a late or retried task never rolls anything back.
+
+The rollout is judged by `promotions.rollout`: right after the apply (most
+rollouts of a new digest on a warm cluster are healthy at once), and then
+by the observer's watch until it is healthy or failed.
 """
 
 from __future__ import annotations
@@ -20,18 +33,20 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from environments.models import Artifact, Binding, Cluster, Kind, Phase, Resource, SourceType
+from environments.models import Artifact, Binding, Cluster, Follow, Kind, Phase, Resource, SourceType
 from environments.selectors import latest_artifact
 
-from . import mirror, queue
+from . import mirror, queue, rollout
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import Promotion
 from .registry import RegistryError, parse_reference
@@ -40,6 +55,10 @@ log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "hoist.dev"
 SKIPPED = "SkippedAfterOutage"
+# How long a claim is renewed for around a mirror (copying an image can take minutes).
+MIRROR_LEASE_S = 600
+# After a transient failure (cluster or registry down), when the observer hands the work out again.
+RETRY_AFTER_S = 3
 
 
 @dataclass
@@ -58,7 +77,11 @@ class Batch:
 
 
 class Waiting(Exception):
-    """Nothing to run yet (the upstream has not published); not an error."""
+    """Nothing to run yet (the upstream has not published, or nothing has soaked); not an error."""
+
+    def __init__(self, message: str, recheck_at: datetime | None = None):
+        super().__init__(message)
+        self.recheck_at = recheck_at
 
 
 @dataclass
@@ -71,6 +94,8 @@ class Target:
     source_artifact: Artifact | None
     first_published_at: datetime | None
     reason: str
+    # A newer upstream digest still soaking: look again then.
+    recheck_at: datetime | None = None
 
 
 @dataclass
@@ -78,6 +103,7 @@ class Outcome:
     changed: bool
     digest: str = ""
     note: str = ""
+    health: str = ""
 
 
 @dataclass
@@ -86,7 +112,7 @@ class Plan:
 
     image_changed: bool
     config_changed: bool
-    full: bool  # the drift sweep re-applies everything, whatever Hoist believes
+    full: bool  # the drift sweep (and a repair) re-applies everything, whatever Hoist believes
     fingerprint: str
 
     @property
@@ -94,11 +120,51 @@ class Plan:
         return not (self.image_changed or self.config_changed or self.full)
 
 
+@dataclass
+class Claim:
+    token: str
+    started: datetime
+
+
 def up_to_date(resource: Resource) -> bool:
-    """Ready, and no promotion waiting to be marked: an event-driven reconcile can stop here."""
-    return resource.phase == Phase.READY and not resource.promotions.filter(
-        status=Promotion.Status.QUEUED
-    ).exists()
+    """Healthy, and no promotion waiting for an outcome: an event-driven reconcile can stop here."""
+    return resource.phase == Phase.READY and not resource.promotions.filter(status__in=Promotion.OPEN).exists()
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def claim(resource_id: int) -> Claim | None:
+    """Take the resource for this worker, unless another one holds a live claim."""
+    now = timezone.now()
+    token = secrets.token_hex(8)
+    taken = Resource.objects.filter(pk=resource_id).filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)).update(
+        claimed_until=now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S), claim_token=token)
+    return Claim(token, now) if taken else None
+
+
+def extend(resource_id: int, held: Claim, seconds: float) -> None:
+    Resource.objects.filter(pk=resource_id, claim_token=held.token).update(
+        claimed_until=timezone.now() + timedelta(seconds=seconds))
+
+
+def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None, done: bool = True) -> None:
+    """Give the resource back. `done`: desired state as of the claim is reconciled, so a
+    dirty mark from before the claim goes; one made since (a change that arrived while
+    this reconcile ran) stays, and is reconciled again right away."""
+    with transaction.atomic():
+        row = Resource.objects.select_for_update().filter(pk=resource_id, claim_token=held.token).first()
+        if row is None:
+            return  # the lease ran out and another worker took over: it records
+        fields = {"claimed_until": None, "claim_token": ""}
+        if recheck_at is not None:
+            fields["next_check_at"] = recheck_at
+        changed_since = row.dirty_at is not None and row.dirty_at > held.started
+        if done and not changed_since:
+            fields["dirty_at"] = None
+        Resource.objects.filter(pk=resource_id).update(**fields)
+        if changed_since:
+            queue.enqueue_reconcile(resource_id)
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -108,16 +174,14 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
     """Reconcile with in-task retries for transient failures; record every failure.
 
     After the last attempt a transient failure leaves its promotion queued
-    (with the error and the attempt count) for the next sweep, so nothing is
-    lost; a permanent one marks it failed.
+    (with the error and the attempt count) and the resource dirty; the
+    observer hands it out again a few seconds later (the sweep is the safety
+    net). A permanent one marks it failed.
     """
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
     for attempt in range(1, attempts + 1):
         try:
             return reconcile_once(resource_id, sweep=sweep, batch=batch)
-        except Waiting as waiting:
-            set_phase(resource_id, Phase.WAITING, str(waiting))
-            return None
         except (ClusterError, RegistryError) as exc:
             skipped = getattr(exc, "reason", "") == SKIPPED
             final = not exc.retryable or attempt == attempts or skipped
@@ -132,25 +196,42 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
 
 def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None = None) -> Outcome | None:
     """One attempt; `batch` is what the reconciles of one task share (see Batch)."""
-    with transaction.atomic():
-        try:
-            resource = (
-                Resource.objects.select_for_update(of=("self",))
-                .select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
-                .get(pk=resource_id)
-            )
-        except Resource.DoesNotExist:
+    held = claim(resource_id)
+    if held is None:
+        return None  # another worker holds it; its release sees any change made meanwhile
+    done, recheck_at = False, None
+    try:
+        resource = (
+            Resource.objects.select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
+            .filter(pk=resource_id).first()
+        )
+        if resource is None:
+            done = True
             return None  # deleted meanwhile: cleanup has its own task
         outage = batch.down_clusters.get(resource.environment.cluster.name) if batch is not None else None
         if outage:
             raise ClusterError(f"{outage} (not retried again in this batch)", retryable=True, reason=SKIPPED)
         if resource.kind != Kind.DEPLOYMENT:
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
+            done = True
             return None
         with ClusterClient.for_cluster(resource.environment.cluster) as kube:
-            target = decide(resource, kube, batch)
+            try:
+                target = decide(resource, kube, batch)
+            except Waiting as waiting:
+                set_phase(resource.pk, Phase.WAITING, str(waiting))
+                done, recheck_at = True, waiting.recheck_at
+                return None
+            recheck_at = target.recheck_at
             if not is_forward(resource, target):
+                done = True
                 return Outcome(changed=False, digest=resource.current_digest, note="stale candidate ignored")
+            if target.sequence and not sweep and target.digest == resource.failed_digest:
+                done = True
+                return Outcome(changed=False, digest=resource.current_digest, note="failed digest not retried")
+            _mark_applying(resource, target)
+            if _crosses_clusters(resource):
+                extend(resource.pk, held, MIRROR_LEASE_S)
             image = make_pullable(resource, target)
             drift = observe_drift(kube, resource) if sweep else None
             objects = desired_objects(resource, image, target.digest)
@@ -166,11 +247,32 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                     # Same image from a newer publish (e.g. a new upstream with the same digest):
                     # remember its place so older candidates stay refused.
                     Resource.objects.filter(pk=resource.pk).update(applied_seq=target.sequence)
+                done = True
                 return Outcome(changed=False, digest=target.digest, note="up to date")
-            own = own_artifact(resource, target, image, plan)
-            apply_objects(kube, resource, objects, own, plan)
-            outcome = record(resource, target, image, drift)
-    return outcome
+            health = apply_objects(kube, resource, objects, target, image, plan)
+            outcome = record(resource, held, target, image, drift, health)
+            if outcome is not None:
+                _after_record(kube, resource, image, outcome)
+            done = outcome is not None
+            return outcome
+    except (ClusterError, RegistryError) as exc:
+        if exc.retryable:
+            # Left dirty: handed out again after a short pause, not at the next sweep.
+            recheck_at = timezone.now() + timedelta(seconds=RETRY_AFTER_S)
+        else:
+            done = True  # a 422, a digest the registry lacks: a person has to change something
+        raise
+    finally:
+        release(resource_id, held, recheck_at=recheck_at, done=done)
+
+
+def _after_record(kube: ClusterClient, resource: Resource, image: str, outcome: Outcome) -> None:
+    """Dependants that follow what just happened. (Their tasks are queued after this one's
+    writes: `record` committed already.)"""
+    if outcome.changed:
+        rollout.fan_out(resource, healthy=False)
+    if outcome.health == rollout.HEALTHY and (outcome.changed or outcome.note == "newly healthy"):
+        rollout.fan_out(resource, healthy=True)
 
 
 # --- step 1: decide ----------------------------------------------------------------------------
@@ -178,23 +280,39 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
 
 def decide(resource: Resource, kube: ClusterClient, batch: Batch | None = None) -> Target:
     if resource.source_type == SourceType.IMAGE:
-        return _decide_own(resource)
+        return _rollback_if_failed(resource, _decide_own(resource))
     upstream = resource.promote_from
     if resource.binding == Binding.PIN_DIGEST:
         source_artifact = upstream.artifacts.filter(digest=resource.pinned_digest).order_by("-sequence").first()
         repository = source_artifact.repository if source_artifact else _repository_of(upstream)
-        return Target(
+        return _rollback_if_failed(resource, Target(
             digest=resource.pinned_digest, image=f"{repository}@{resource.pinned_digest}", sequence=0,
             source_artifact=source_artifact,
             first_published_at=source_artifact.first_published_at if source_artifact else None,
             reason=Promotion.Reason.PIN_EDIT,
-        )
+        ))
     if _same_cluster(resource, upstream):
-        return _decide_from_image_source(resource, upstream, kube, batch)
-    latest = latest_artifact(upstream)
-    if latest is None:
-        raise Waiting(f"Waiting for {upstream} to publish an image.")
-    return Target(latest.digest, latest.reference, latest.sequence, latest, latest.first_published_at, Promotion.Reason.TRACK_LATEST)
+        return _rollback_if_failed(resource, _decide_from_image_source(resource, upstream, kube, batch))
+    return _rollback_if_failed(resource, _decide_from_artifacts(resource, upstream))
+
+
+def _rollback_if_failed(resource: Resource, target: Target) -> Target:
+    """A digest whose rollout failed is not applied again by itself: with rollback on, the
+    last healthy digest runs instead (recorded as a rollback); otherwise nothing moves.
+    Something newer (another digest) goes ahead as usual."""
+    if not resource.failed_digest or target.digest != resource.failed_digest:
+        return target
+    if resource.rollback_on_failure and resource.healthy_digest and resource.healthy_digest != target.digest:
+        repository = resource.current_image.rpartition("@")[0] or target.image.rpartition("@")[0]
+        artifact = Artifact.objects.filter(
+            Q(resource=resource) | Q(resource_id=resource.promote_from_id), digest=resource.healthy_digest,
+        ).order_by("-sequence").first()
+        return Target(
+            digest=resource.healthy_digest, image=f"{repository}@{resource.healthy_digest}",
+            sequence=resource.applied_seq if target.sequence else 0, source_artifact=artifact,
+            first_published_at=None, reason=Promotion.Reason.ROLLBACK, recheck_at=target.recheck_at,
+        )
+    return target  # reconcile_once leaves a failed digest alone (the sweep re-applies it only on drift)
 
 
 def _decide_own(resource: Resource) -> Target:
@@ -207,21 +325,59 @@ def _decide_own(resource: Resource) -> Target:
 def _resolve_tag(resource: Resource) -> Artifact:
     """An image source given by tag: resolve it once, and record it as the first publish."""
     ref = parse_reference(resource.image)
-    digest = mirror.resolve(resource.image)
+    digest = mirror.resolve(resource.image)  # network: outside any transaction
+    with transaction.atomic():
+        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        already = latest_artifact(locked)
+        if already is not None:
+            return already  # published meanwhile (a webhook, another worker)
+        locked.artifact_seq += 1
+        Resource.objects.filter(pk=resource.pk).update(artifact_seq=locked.artifact_seq)
+        resource.artifact_seq = locked.artifact_seq
+        return Artifact.objects.create(
+            resource=resource, sequence=locked.artifact_seq, repository=ref.name, digest=digest, tag=ref.tag or "latest",
+            origin=Artifact.Origin.RESOLVE, first_published_at=timezone.now(),
+        )
+
+
+def _decide_from_artifacts(resource: Resource, upstream: Resource) -> Target:
+    """Another cluster: Hoist's own records of the upstream's publishes and healthy rollouts."""
+    if resource.follow == Follow.PUBLISHED:
+        latest = latest_artifact(upstream)
+        if latest is None:
+            raise Waiting(f"Waiting for {upstream} to publish an image.")
+        return Target(latest.digest, latest.reference, latest.sequence, latest, latest.first_published_at,
+                      Promotion.Reason.TRACK_LATEST)
+    healthy = upstream.artifacts.filter(sequence__gt=upstream.artifact_floor, healthy_at__isnull=False).order_by("-sequence")
+    candidates = [(a, a.healthy_at) for a in healthy[:rollout.HISTORY]]
+    chosen, recheck_at = _soaked(resource, candidates, upstream)
+    return Target(chosen.digest, chosen.reference, chosen.sequence, chosen, chosen.first_published_at,
+                  Promotion.Reason.TRACK_LATEST, recheck_at=recheck_at)
+
+
+def _soaked(resource: Resource, candidates: list, upstream: Resource):
+    """The newest candidate that has run healthy for the soak time, and when to look again
+    for a newer one still soaking. A newer build never resets an older one's soak: each
+    digest's clock starts when it became healthy."""
+    if not candidates:
+        raise Waiting(f"Waiting for {upstream} to run a digest healthy.")
+    soak = timedelta(seconds=resource.soak_seconds)
     now = timezone.now()
-    resource.artifact_seq += 1
-    Resource.objects.filter(pk=resource.pk).update(artifact_seq=resource.artifact_seq)
-    return Artifact.objects.create(
-        resource=resource, sequence=resource.artifact_seq, repository=ref.name, digest=digest, tag=ref.tag or "latest",
-        origin=Artifact.Origin.RESOLVE, first_published_at=now,
-    )
+    recheck_at = None
+    for candidate, healthy_at in candidates:  # newest first
+        if healthy_at + soak <= now:
+            return candidate, recheck_at
+        recheck_at = healthy_at + soak if recheck_at is None else min(recheck_at, healthy_at + soak)
+    raise Waiting(f"Waiting for a digest of {upstream} to run healthy for {resource.soak_seconds} s "
+                  f"(next at {recheck_at:%H:%M:%S}).", recheck_at=recheck_at)
 
 
 def _decide_from_image_source(resource: Resource, upstream: Resource, kube: ClusterClient, batch: Batch | None) -> Target:
-    """Same cluster: the upstream's ImageSource says what it publishes (no registry round-trip).
+    """Same cluster: the upstream's ImageSource says what it runs healthy and what it
+    published (no registry round-trip).
 
     Within one batch the read is shared: a batch lasts a second or so, and a
-    publish during it queues another batch that moves everyone forward again.
+    change during it queues another batch that moves everyone forward again.
     """
     key = (kube.endpoint, upstream.environment.namespace, upstream.name)
     if batch is not None and key in batch.image_sources:
@@ -230,20 +386,47 @@ def _decide_from_image_source(resource: Resource, upstream: Resource, kube: Clus
         obj = kube.read_image_source(upstream.environment.namespace, upstream.name)
         if batch is not None:
             batch.image_sources[key] = obj
-    latest = ((obj or {}).get("status") or {}).get("latestArtifact")
-    if not latest:
-        raise Waiting(
-            f"Waiting for {upstream} to publish: no ImageSource {upstream.environment.namespace}/{upstream.name} "
-            f"with a latest artifact on cluster {upstream.environment.cluster}."
-        )
+    status = (obj or {}).get("status") or {}
+    where = f"ImageSource {upstream.environment.namespace}/{upstream.name} on cluster {upstream.environment.cluster}"
+    if resource.follow == Follow.PUBLISHED:
+        latest = status.get("publishedArtifact") or status.get("latestArtifact")
+        if not latest:
+            raise Waiting(f"Waiting for {upstream} to publish: no {where} with a published artifact.")
+        return _target_from_status(upstream, latest, recheck_at=None)
+    if resource.soak_seconds == 0:
+        latest = status.get("latestArtifact")
+        if not latest:
+            raise Waiting(f"Waiting for {upstream} to run a digest healthy: no {where} with a healthy artifact.")
+        return _target_from_status(upstream, latest, recheck_at=None)
+    entries = status.get("healthyArtifacts") or ([status["latestArtifact"]] if status.get("latestArtifact") else [])
+    candidates = []
+    for entry in entries:
+        healthy_at = _parse_time(entry.get("healthyAt")) if isinstance(entry, dict) else None
+        if healthy_at is not None:
+            candidates.append((entry, healthy_at))
+    if not candidates:
+        raise Waiting(f"Waiting for {upstream} to run a digest healthy: no {where} with a healthy artifact.")
+    chosen, recheck_at = _soaked(resource, candidates, upstream)
+    return _target_from_status(upstream, chosen, recheck_at=recheck_at)
+
+
+def _target_from_status(upstream: Resource, latest: dict, *, recheck_at) -> Target:
     source_artifact = _check_published(upstream, latest)
-    first = latest.get("firstPublishedAt") or latest.get("publishedAt")
+    first = _parse_time(latest.get("firstPublishedAt") or latest.get("publishedAt"))
     return Target(
         digest=latest["digest"], image=latest["image"], sequence=int(latest["sequence"]),
-        source_artifact=source_artifact,
-        first_published_at=datetime.fromisoformat(first.replace("Z", "+00:00")) if first else None,
-        reason=Promotion.Reason.TRACK_LATEST,
+        source_artifact=source_artifact, first_published_at=first,
+        reason=Promotion.Reason.TRACK_LATEST, recheck_at=recheck_at,
     )
+
+
+def _parse_time(value) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _check_published(upstream: Resource, latest: dict) -> Artifact | None:
@@ -286,6 +469,29 @@ def _repository_of(resource: Resource) -> str:
     raise Waiting(f"{resource} has no image repository yet.")
 
 
+def _same_cluster(resource: Resource, upstream: Resource) -> bool:
+    return resource.environment.cluster_id == upstream.environment.cluster_id
+
+
+def _crosses_clusters(resource: Resource) -> bool:
+    return resource.source_type == SourceType.PROMOTE and not _same_cluster(resource, resource.promote_from)
+
+
+def _repository_of(resource: Resource) -> str:
+    """Where `resource`'s images live: its latest artifact's repository, else its source's."""
+    seen = set()
+    node = resource
+    while node is not None and node.pk not in seen:
+        seen.add(node.pk)
+        latest = node.artifacts.order_by("-sequence").first()
+        if latest is not None:
+            return latest.repository
+        if node.source_type == SourceType.IMAGE:
+            return parse_reference(node.image).name
+        node = node.promote_from
+    raise Waiting(f"{resource} has no image repository yet.")
+
+
 def is_forward(resource: Resource, target: Target) -> bool:
     """A candidate older than what runs is a late or retried task: ignore it.
 
@@ -294,6 +500,11 @@ def is_forward(resource: Resource, target: Target) -> bool:
     if target.sequence == 0:
         return True
     return target.sequence >= resource.applied_seq
+
+
+def _mark_applying(resource: Resource, target: Target) -> None:
+    Promotion.objects.filter(resource=resource, status=Promotion.Status.QUEUED, to_digest=target.digest).update(
+        status=Promotion.Status.APPLYING)
 
 
 # --- step 2: make pullable ---------------------------------------------------------------------
@@ -359,6 +570,7 @@ def desired_objects(resource: Resource, image: str, digest: str) -> dict[str, di
         "metadata": {**meta, "annotations": {f"{LABEL_PREFIX}/digest": digest}},
         "spec": {
             "replicas": resource.replicas,
+            "progressDeadlineSeconds": resource.progress_deadline_seconds,
             "selector": {"matchLabels": selector},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -412,10 +624,16 @@ def config_hash(objects: dict[str, dict | None]) -> str:
 API_VERSIONS = {"Secret": "v1", "Deployment": "apps/v1", "Service": "v1", "Ingress": "networking.k8s.io/v1"}
 
 
-def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, own: Artifact | None, plan: Plan) -> None:
-    """Apply what the plan says changed: the Deployment and the ImageSource when the image
-    or config changed; Secret, Service and Ingress when the config changed. The drift
-    sweep (`plan.full`) applies everything."""
+def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target: Target, image: str,
+                  plan: Plan) -> rollout.Health:
+    """Apply what the plan says changed, read the rollout, then publish to dependants.
+
+    The Deployment is applied whenever the image or config changed; Secret,
+    Service and Ingress when the config changed; the drift sweep and a repair
+    (`plan.full`) apply everything. The ImageSource comes last: its status
+    says what this resource published and what it runs healthy, so it is
+    written once the rollout has been read.
+    """
     config = plan.config_changed or plan.full
     for kind in ("Secret", "Deployment", "Service", "Ingress"):
         if kind != "Deployment" and not config:
@@ -426,8 +644,14 @@ def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, own: A
             kube.delete(API_VERSIONS[kind], kind, resource.environment.namespace, name)
         else:
             _apply_in_namespace(kube, resource, obj)
-    _apply_image_source(kube, resource, objects["ImageSource"], own)
+    health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
+    own = own_artifact(resource, target, image, plan)
+    if health.state == rollout.HEALTHY and health.image == image and own is not None:
+        # It runs: what same-cluster dependants that follow "healthy" may take now.
+        Artifact.objects.filter(resource=resource, digest=target.digest, healthy_at__isnull=True).update(healthy_at=timezone.now())
+    _apply_image_source(kube, resource, objects["ImageSource"], image, target.digest)
     resource.config_hash = plan.fingerprint
+    return health
 
 
 def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subresource: str = "") -> dict:
@@ -450,20 +674,23 @@ def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subr
             raise
 
 
-def _apply_image_source(kube: ClusterClient, resource: Resource, image_source: dict, own: Artifact) -> None:
+def _apply_image_source(kube: ClusterClient, resource: Resource, image_source: dict, image: str, digest: str) -> None:
     kube.ensure_crd()
     applied = _apply_in_namespace(kube, resource, image_source)
-    latest = {
-        "image": image_source["spec"]["image"], "digest": own.digest, "sequence": own.sequence,
-        "publishedAt": _rfc3339(own.published_at), "firstPublishedAt": _rfc3339(own.first_published_at),
-    }
-    status = {"observedGeneration": (applied or {}).get("metadata", {}).get("generation", 1), "latestArtifact": latest}
+    publish_status(kube, resource, image, digest, generation=(applied or {}).get("metadata", {}).get("generation", 1))
+
+
+def publish_status(kube: ClusterClient, resource: Resource, image: str, digest: str, *, generation: int | None = None) -> None:
+    """Write the ImageSource status from Hoist's records (what it published, what runs healthy).
+
+    The whole status every time: server-side apply removes fields Hoist owned
+    and left out.
+    """
+    status = rollout.image_source_status(resource, image, digest)
+    if generation is not None:
+        status["observedGeneration"] = generation
     meta = {"name": resource.name, "namespace": resource.environment.namespace}
     kube.apply({"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": meta, "status": status}, subresource="status")
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else ""
 
 
 def observe_drift(kube: ClusterClient, resource: Resource) -> str | None:
@@ -481,7 +708,7 @@ def observe_drift(kube: ClusterClient, resource: Resource) -> str | None:
 # --- step 4: record ----------------------------------------------------------------------------
 
 
-def own_artifact(resource: Resource, target: Target, image: str, plan: Plan) -> Artifact:
+def own_artifact(resource: Resource, target: Target, image: str, plan: Plan) -> Artifact | None:
     """What this resource publishes to its own dependants.
 
     An image source publishes its own artifacts; a promoted resource
@@ -490,58 +717,74 @@ def own_artifact(resource: Resource, target: Target, image: str, plan: Plan) -> 
     """
     if resource.source_type == SourceType.IMAGE:
         return target.source_artifact
-    if not plan.image_changed:
-        latest = resource.artifacts.order_by("-sequence").first()
-        if latest is not None:
-            return latest
-    # Counted here, saved with the status in record(): the row is locked meanwhile.
-    resource.artifact_seq += 1
-    return Artifact.objects.create(
-        resource=resource, sequence=resource.artifact_seq, repository=parse_reference(image).name, digest=target.digest,
-        origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
-        first_published_at=target.first_published_at or timezone.now(),
-    )
+    latest = resource.artifacts.order_by("-sequence").first()
+    if latest is not None and latest.digest == target.digest:
+        return latest  # a config change, a repair, or a retry of this very apply
+    with transaction.atomic():
+        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        sequence = locked.artifact_seq + 1
+        Resource.objects.filter(pk=resource.pk).update(artifact_seq=sequence)
+        resource.artifact_seq = sequence
+        return Artifact.objects.create(
+            resource=resource, sequence=sequence, repository=parse_reference(image).name, digest=target.digest,
+            origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
+            first_published_at=target.first_published_at or timezone.now(),
+        )
 
 
-def record(resource: Resource, target: Target, image: str, drift: str | None) -> Outcome:
+def record(resource: Resource, held: Claim, target: Target, image: str, drift: str | None,
+           health: rollout.Health) -> Outcome | None:
+    """Record the apply, compare-and-set: only while the claim is still this worker's, and
+    never behind what the resource already runs. None when it was not recorded."""
     now = timezone.now()
-    previous = resource.current_digest
-    changed = previous != target.digest
-    queued = list(resource.promotions.filter(status=Promotion.Status.QUEUED).order_by("queued_at", "id"))
-    latency = (now - target.first_published_at).total_seconds() if target.first_published_at else None
-    matched = [p for p in queued if p.to_digest == target.digest]
-    for promotion in matched:
-        promotion.status, promotion.applied_at, promotion.latency_s = Promotion.Status.APPLIED, now, latency
-        promotion.attempts += 1
-        promotion.save(update_fields=["status", "applied_at", "latency_s", "attempts"])
-    # Older requests this apply overtakes (a newer publish, a re-edited pin).
-    stale = [p.pk for p in queued if p not in matched]
-    if stale:
-        Promotion.objects.filter(pk__in=stale).update(status=Promotion.Status.SUPERSEDED)
-    if drift is not None:
-        Promotion.objects.create(
-            resource=resource, from_digest=drift.rpartition("@")[2] if "@" in drift else "", to_digest=target.digest,
-            reason=Promotion.Reason.DRIFT, status=Promotion.Status.APPLIED, applied_at=now, attempts=1,
-            actor_label=f"drift sweep: cluster ran {drift}", artifact=target.source_artifact,
-        )
-    elif changed and not matched:
-        Promotion.objects.create(
-            resource=resource, from_digest=previous, to_digest=target.digest, reason=target.reason,
-            status=Promotion.Status.APPLIED, applied_at=now, latency_s=latency, attempts=1,
-            artifact=target.source_artifact, actor_label="Hoist",
-        )
-    resource.current_digest, resource.current_image = target.digest, image
-    if target.sequence:
-        resource.applied_seq = target.sequence
-    resource.phase, resource.message, resource.reconciled_at = Phase.READY, "", now
-    resource.save(update_fields=[
-        "current_digest", "current_image", "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "config_hash",
-    ])
-    if changed:
-        queue.enqueue_reconcile_many(
-            list(resource.dependants.filter(binding=Binding.TRACK_LATEST).order_by("pk").values_list("pk", flat=True))
-        )
-    return Outcome(changed=changed, digest=target.digest)
+    with transaction.atomic():
+        locked = Resource.objects.select_for_update().filter(pk=resource.pk).first()
+        if locked is None or locked.claim_token != held.token:
+            log.warning("reconcile of %s lost its claim before recording; the worker that took over records", resource)
+            return None
+        if target.sequence and target.sequence < locked.applied_seq:
+            return None
+        previous = locked.current_digest
+        changed = previous != target.digest
+        open_ = list(locked.promotions.filter(status__in=Promotion.OPEN).order_by("queued_at", "id"))
+        latency = (now - target.first_published_at).total_seconds() if target.first_published_at else None
+        matched = [p for p in open_ if p.to_digest == target.digest]
+        for promotion in matched:
+            if promotion.status != Promotion.Status.ROLLING_OUT:
+                promotion.status, promotion.applied_at, promotion.latency_s = Promotion.Status.ROLLING_OUT, now, latency
+                promotion.attempts += 1
+                promotion.save(update_fields=["status", "applied_at", "latency_s", "attempts"])
+        # Older requests this apply overtakes (a newer publish, a re-edited pin, a rollback).
+        stale = [p.pk for p in open_ if p not in matched]
+        if stale:
+            Promotion.objects.filter(pk__in=stale).update(status=Promotion.Status.SUPERSEDED)
+        if drift is not None:
+            Promotion.objects.create(
+                resource=locked, from_digest=drift.rpartition("@")[2] if "@" in drift else "", to_digest=target.digest,
+                reason=Promotion.Reason.DRIFT, status=Promotion.Status.ROLLING_OUT, applied_at=now, attempts=1,
+                actor_label=f"drift repair: cluster ran {drift}", artifact=target.source_artifact,
+            )
+        elif changed and (not matched or target.reason == Promotion.Reason.ROLLBACK):
+            Promotion.objects.create(
+                resource=locked, from_digest=previous, to_digest=target.digest, reason=target.reason,
+                status=Promotion.Status.ROLLING_OUT, applied_at=now, latency_s=latency, attempts=1,
+                artifact=target.source_artifact,
+                actor_label=f"rollback: {previous[:19]}… failed" if target.reason == Promotion.Reason.ROLLBACK else "Hoist",
+            )
+        fields = {
+            "current_digest": target.digest, "current_image": image, "reconciled_at": now,
+            "config_hash": resource.config_hash, "phase": Phase.PROGRESSING, "message": "rolling out",
+        }
+        if target.sequence:
+            fields["applied_seq"] = target.sequence
+        if target.reason == Promotion.Reason.ROLLBACK or changed:
+            fields.update(rollout_ready=0, rollout_total=0)
+        Resource.objects.filter(pk=locked.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(resource, name, value)
+        recorded = rollout.record(resource.pk, health, claim_token=held.token)
+    note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
+    return Outcome(changed=changed, digest=target.digest, health=health.state, note=note)
 
 
 def set_phase(resource_id: int, phase: str, message: str) -> None:
@@ -549,19 +792,21 @@ def set_phase(resource_id: int, phase: str, message: str) -> None:
 
 
 def record_failure(resource_id: int, exc: Exception, *, attempt: int, final: bool) -> None:
-    """Show the failure on the resource and its pending promotion; nothing else changes."""
+    """Show the failure on the resource and its pending promotions; nothing else changes."""
     retryable = getattr(exc, "retryable", False)
     message = str(exc)[:2000]
+    pending_states = (Promotion.Status.QUEUED, Promotion.Status.APPLYING)
     with transaction.atomic():
-        pending = Promotion.objects.filter(resource_id=resource_id, status=Promotion.Status.QUEUED)
+        pending = Promotion.objects.filter(resource_id=resource_id, status__in=pending_states)
         if final and not retryable:
             pending.update(status=Promotion.Status.FAILED, error=message)
             set_phase(resource_id, Phase.FAILED, message)
         else:
             for promotion in pending:
                 promotion.attempts += 1
-                promotion.error = message + ("" if not final else " (will retry on the next sweep)")
-                promotion.save(update_fields=["attempts", "error"])
+                promotion.error = message + ("" if not final else " (will retry in a few seconds)")
+                promotion.status = Promotion.Status.QUEUED
+                promotion.save(update_fields=["attempts", "error", "status"])
             set_phase(resource_id, Phase.FAILED if final else Phase.PROGRESSING,
                       f"{'Retrying' if not final else 'Will retry'} after attempt {attempt}: {message}")
     log.warning("reconcile of resource %s failed (attempt %s, %s): %s", resource_id, attempt,

@@ -115,7 +115,7 @@ class KubeApi:
     def __init__(self):
         self.store = Store()
         self.registry = Registry()
-        self.controller = DeploymentController()
+        self.controller = DeploymentController(self)
         self.warnings: list = []  # every Warning header sent (tests can assert none)
         self.reset()
 
@@ -142,12 +142,17 @@ class KubeApi:
         return self._next_node_port
 
     def hold_rollouts(self, hold: bool):
+        self.configure_rollouts(hold=hold)
+
+    def configure_rollouts(self, hold=None, rollout_seconds=None, fail_images=None):
+        """Change the deployment controller's switches (None = unchanged) and resync every deployment."""
         with self.store.lock:
-            if self.controller.hold == bool(hold):
+            if not self.controller.configure(hold, rollout_seconds, fail_images):
                 return
-            self.controller.hold = bool(hold)
             rt = self.registry.lookup("apps", "v1", "deployments")
-            for dep in self.store.list(rt.store_key):
+            deployments = self.store.list(rt.store_key)
+            self.controller.forget_missing({d["metadata"]["uid"] for d in deployments})
+            for dep in deployments:
                 self.controller.sync(self, rt, dep, now_ts())
 
     # -------------------------------------------------------- python helpers

@@ -1,12 +1,32 @@
-"""Fault switches: refuse connections, slow responses, injected 5xx/429.
+"""Fault switches: refuse connections, slow responses, injected 5xx/429,
+slow or failing deployment rollouts.
 
 Settable from Python (`server.faults`) and over HTTP at `/_sandbox/faults`
 so another process (e.g. a worker under test) can be disturbed too.
 """
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def check_rollout_seconds(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"rollout_seconds must be a number >= 0 (seconds), got {value!r}")
+    return float(value)
+
+
+def check_fail_images(value) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"fail_images must be a list of image digests ('sha256:<64 hex>'), got {value!r}")
+    for i, digest in enumerate(value):
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise ValueError(f"fail_images[{i}] must be an image digest 'sha256:<64 lowercase hex>', got {digest!r}")
+    return list(dict.fromkeys(value))
 
 
 class FailRule:
@@ -89,6 +109,20 @@ class Faults:
         self._server.api.hold_rollouts(hold)
         return self
 
+    def rollout_seconds(self, seconds: float):
+        """Roll out each new pod template over `seconds` (status climbs one replica per step,
+        written by a background thread); 0 (the default) = status follows spec at once and
+        finishes rollouts in progress."""
+        self._server.api.configure_rollouts(rollout_seconds=check_rollout_seconds(seconds))
+        return self
+
+    def fail_images(self, digests):
+        """Deployments whose pod template has an image containing one of these digests
+        ('sha256:<64 hex>') never become available and hit ProgressDeadlineExceeded after
+        spec.progressDeadlineSeconds. Replaces the list; [] lets stuck rollouts complete."""
+        self._server.api.configure_rollouts(fail_images=check_fail_images(digests))
+        return self
+
     def clear(self):
         with self._lock:
             self._rules.clear()
@@ -97,15 +131,18 @@ class Faults:
             refusing = self._refusing
         if refusing:
             self.refuse_connections(False)
-        self._server.api.hold_rollouts(False)
+        self._server.api.configure_rollouts(hold=False, rollout_seconds=0.0, fail_images=[])
         return self
 
     def state(self) -> dict:
+        controller = self._server.api.controller
+        with self._server.api.store.lock:
+            rollouts = {"hold_rollouts": controller.hold, "rollout_seconds": controller.rollout_seconds,
+                        "fail_images": list(controller.fail_images)}
         with self._lock:
             return {"refuse_connections": self._refusing, "delay": self._delay, "delay_method": self._delay_method,
                     "delay_path_prefix": self._delay_prefix,
-                    "fail_next": [r.to_dict() for r in self._rules if r.remaining > 0],
-                    "hold_rollouts": self._server.api.controller.hold}
+                    "fail_next": [r.to_dict() for r in self._rules if r.remaining > 0], **rollouts}
 
     # -- used by the HTTP layer ---------------------------------------------
     @property
@@ -131,8 +168,15 @@ class Faults:
 
     def configure(self, spec: dict):
         """Apply a JSON document posted to /_sandbox/faults."""
+        if not isinstance(spec, dict):
+            raise ValueError("the body must be a JSON object")
+        # Check the rollout switches before changing anything.
+        seconds = check_rollout_seconds(spec["rollout_seconds"]) if "rollout_seconds" in spec else None
+        images = check_fail_images(spec["fail_images"]) if "fail_images" in spec else None
         if spec.get("clear"):
             self.clear()
+        if seconds is not None or images is not None:
+            self._server.api.configure_rollouts(rollout_seconds=seconds, fail_images=images)
         if "delay" in spec:
             d = spec["delay"]
             if isinstance(d, dict):

@@ -10,7 +10,13 @@ injection, and a small admin API under `/_sandbox/` (no auth, no faults):
                                               "retry_after": 1}}  (or a list of those)
                                {"refuse_connections": true, "seconds": 2}   (seconds required over HTTP)
                                {"hold_rollouts": true} | {"clear": true}
-    POST /_sandbox/reset       wipe all objects, CRDs and faults
+                               {"rollout_seconds": 2.5}   roll each new pod template out over 2.5 s
+                                   (status climbs one replica per step; 0 = status follows spec at once)
+                               {"fail_images": ["sha256:<64 hex>", ...]}   templates with an image containing
+                                   a listed digest never become available, then ProgressDeadlineExceeded
+                                   after spec.progressDeadlineSeconds (replaces the list; [] releases)
+                               ("clear" also resets hold_rollouts, rollout_seconds and fail_images)
+    POST /_sandbox/reset       wipe all objects, CRDs and faults (pending rollout steps are dropped)
     GET  /_sandbox/requests    recent requests (method, path, query, status, content_type)
 """
 from __future__ import annotations
@@ -243,12 +249,14 @@ class SandboxServer:
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "SandboxServer":
         self._started = True
+        self.api.controller.resume()
         self._go_up()
         return self
 
     def stop(self):
         self._started = False
         self.faults._cancel_timer()
+        self.api.controller.stop()  # the rollout stepping thread
         self._go_down()
 
     def __enter__(self):

@@ -59,7 +59,7 @@ def test_an_image_source_is_applied_by_digest_with_its_objects(web, clusters):
     assert (latest["digest"], latest["sequence"]) == (digest(1), 1)
     web.refresh_from_db()
     assert (web.phase, web.current_digest, web.applied_seq) == ("ready", digest(1), 1)
-    assert Promotion.objects.get(resource=web).status == "applied"
+    assert Promotion.objects.get(resource=web).status == "healthy"
 
 
 def test_reconcile_is_idempotent(web, clusters):
@@ -87,7 +87,7 @@ def test_same_cluster_track_latest_reads_the_image_source_not_a_registry(web, st
     assert clusters["a"].get_object("v1", "secrets", "shop-staging", "web-env") is None
     # The promotion queued when the resource was created is the one applied.
     promotion = Promotion.objects.get(resource=downstream)
-    assert (promotion.status, promotion.reason, promotion.to_digest) == ("applied", "create", digest(1))
+    assert (promotion.status, promotion.reason, promotion.to_digest) == ("healthy", "create", digest(1))
     assert promotion.latency_s is not None and promotion.latency_s >= 0
 
 
@@ -150,7 +150,7 @@ def test_a_pin_edit_is_applied_and_recorded(web, staging, make_resource, cluster
     reconcile.reconcile_resource(pinned.pk)
     assert image_of(clusters["a"], "shop-staging", "web") == "registry.a.example/shop/web@" + digest(2)
     edit = Promotion.objects.get(resource=pinned, reason="pin_edit")
-    assert (edit.status, edit.from_digest, edit.to_digest, edit.actor) == ("applied", digest(1), digest(2), maintainer)
+    assert (edit.status, edit.from_digest, edit.to_digest, edit.actor) == ("healthy", digest(1), digest(2), maintainer)
 
 
 def test_drift_is_put_back_and_recorded(web, clusters):
@@ -161,7 +161,7 @@ def test_drift_is_put_back_and_recorded(web, clusters):
     reconcile.reconcile_resource(web.pk, sweep=True)
     assert image_of(clusters["a"], "shop-dev", "web").endswith(digest(1))
     drift = Promotion.objects.get(resource=web, reason="drift")
-    assert "hotfix" in drift.actor_label and drift.status == "applied"
+    assert "hotfix" in drift.actor_label and drift.status == "healthy"
 
 
 def test_config_changes_are_applied_without_a_promotion(web, clusters):
@@ -187,13 +187,13 @@ class TestFaults:
         clusters["a"].faults.refuse_connections(False)
         reconcile.reconcile_resource(web.pk, sweep=True)  # the sweep: nothing lost (guarantee 8)
         promotion.refresh_from_db()
-        assert promotion.status == "applied"
+        assert promotion.status == "healthy"
 
     @pytest.mark.parametrize("status", [500, 429, 409])
     def test_transient_answers_are_retried_within_the_task(self, web, clusters, status):
         clusters["a"].faults.fail_next(2, status=status, method="PATCH")
         reconcile.reconcile_resource(web.pk)
-        assert Promotion.objects.get(resource=web).status == "applied"
+        assert Promotion.objects.get(resource=web).status == "healthy"
         assert image_of(clusters["a"], "shop-dev", "web").endswith(digest(1))
 
     def test_an_invalid_config_fails_the_promotion_and_touches_nothing_else(self, web, clusters):
@@ -224,7 +224,7 @@ class TestFaults:
         reconcile.reconcile_resource(web.pk)
         reconcile.reconcile_resource(web.pk)
         assert Promotion.objects.filter(resource=web).count() == 1
-        assert Promotion.objects.get(resource=web).status == "applied"
+        assert Promotion.objects.get(resource=web).status == "healthy"
 
 
 def test_a_dependant_of_a_vanished_upstream_waits_with_a_clear_phase(web, staging, make_resource, clusters):

@@ -37,7 +37,7 @@ def test_two_workers_on_one_resource_apply_once(dev, staging, make_resource, clu
     web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
     errors = run_in_threads(lambda: reconcile.reconcile_resource(web.pk), 4)
     assert errors == []
-    assert Promotion.objects.filter(resource=web, status="applied").count() == 1
+    assert Promotion.objects.filter(resource=web, status="healthy").count() == 1
     assert web.artifacts.count() == 1
 
 

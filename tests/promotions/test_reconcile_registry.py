@@ -73,7 +73,7 @@ def test_nothing_is_applied_while_the_central_registry_is_down(dev, prod, make_r
     reconcile.reconcile_resource(downstream.pk, sweep=True)
     assert image_of(clusters["b"], "shop-prod", "web") == f"{down.host}/shop/web@{digest}"
     promotion.refresh_from_db()
-    assert promotion.status == "applied"
+    assert promotion.status == "healthy"
 
 
 def test_a_pin_across_clusters_mirrors_the_pinned_digest(dev, prod, make_resource, clusters, central, registry, pushed):

@@ -115,7 +115,8 @@ def test_faults_over_http_admin_api(sandbox, core):
     _admin(sandbox, "/_sandbox/faults", {"clear": True})
     assert _admin(sandbox, "/_sandbox/faults") == {"refuse_connections": False, "delay": 0.0, "delay_method": None,
                                                    "delay_path_prefix": None, "fail_next": [],
-                                                   "hold_rollouts": False}
+                                                   "hold_rollouts": False, "rollout_seconds": 0.0,
+                                                   "fail_images": []}
 
 
 def test_reset_over_http_clears_everything(sandbox, core, ext):

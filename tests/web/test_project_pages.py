@@ -30,7 +30,7 @@ def test_each_cell_shows_digest_binding_phase_and_how_far_behind(maintainer_clie
     assert "<html" not in html and html.lstrip().startswith("{#") is False
     assert 'id="pipeline"' in html and 'hx-trigger="every 5s"' in html
     staging = html[html.index('data-resource="staging/web"'):html.index('data-resource="prod/web"')]
-    assert digest(2)[7:19] in staging and "badge track" in staging and "1 behind" in staging and "Ready" in staging
+    assert digest(2)[7:19] in staging and "badge track" in staging and "1 behind" in staging and "Healthy" in staging
     prod = html[html.index('data-resource="prod/web"'):]
     assert digest(1)[7:19] in prod and "badge pin" in prod and "2 behind" in prod
     assert "/projects/shop/envs/prod/resources/web/promote/" in prod and "hx-confirm" in prod

@@ -1,0 +1,191 @@
+"""What runs: judging a Deployment's rollout, and recording what the cluster says.
+
+`assess()` reads a Deployment the way `kubectl rollout status` does; the
+reconcile (right after it applies) and the observer (on every watch event)
+hand its answer to `record()`, which moves the resource and its open
+promotions on: rolling out → healthy | failed. A healthy rollout marks the
+artifact healthy (what "follow healthy" dependants and their soak go by),
+and a failed one remembers the digest so it is not applied again by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.db import transaction
+from django.utils import timezone
+
+from environments.models import Artifact, Binding, Follow, Phase, Resource
+
+from . import queue
+from .models import Promotion
+
+log = logging.getLogger(__name__)
+
+PROGRESSING, HEALTHY, FAILED, MISSING = "progressing", "healthy", "failed", "missing"
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str  # progressing | healthy | failed | missing
+    image: str  # the image of the Deployment's pod template ("" when missing)
+    ready: int = 0
+    total: int = 0
+    message: str = ""
+
+    @property
+    def summary(self) -> str:
+        if self.state == PROGRESSING:
+            return f"rolling out {self.ready}/{self.total}"
+        if self.state == FAILED:
+            return f"failed: {self.message}"
+        return self.state
+
+
+def _container_image(deployment: dict, container: str) -> str:
+    containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return next((c.get("image", "") for c in containers if c.get("name") == container), "")
+
+
+def assess(deployment: dict | None, container: str) -> Health:
+    """Healthy = observedGeneration caught up, every replica updated and available, no old
+    ones left, Available=True. Failed = Progressing=False with ProgressDeadlineExceeded."""
+    if deployment is None:
+        return Health(MISSING, "", message="the Deployment is gone")
+    meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
+    image = _container_image(deployment, container)
+    total = int(spec.get("replicas", 1))
+    updated, available = int(status.get("updatedReplicas", 0)), int(status.get("availableReplicas", 0))
+    replicas = int(status.get("replicas", 0))
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    ready = min(updated, available)
+    progressing = conditions.get("Progressing") or {}
+    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Health(FAILED, image, ready, total, progressing.get("message") or "ProgressDeadlineExceeded")
+    caught_up = int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 1))
+    available_ok = total == 0 or (conditions.get("Available") or {}).get("status") == "True"
+    if caught_up and updated == total and available == total and replicas == total and available_ok:
+        return Health(HEALTHY, image, total, total)
+    return Health(PROGRESSING, image, ready, total)
+
+
+@dataclass
+class Recorded:
+    """What record() changed, for the caller to act on after commit."""
+
+    became: str = ""  # HEALTHY or FAILED when the resource just got there, else ""
+    resource: Resource | None = None
+
+
+def record(resource_id: int, health: Health, *, claim_token: str = "") -> Recorded:
+    """Write what `health` says about the resource, if it is about what Hoist applied.
+
+    A reconcile in progress holds a claim: the observer's word (no token) waits
+    for it, so the reconcile, which applied the spec, records first.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        resource = Resource.objects.select_for_update().filter(pk=resource_id).first()
+        if resource is None or not resource.current_image:
+            return Recorded()
+        if resource.claimed_until and resource.claimed_until > now and resource.claim_token != claim_token:
+            return Recorded(resource=resource)  # the reconcile holding it records; the observer looks again
+        if health.state == MISSING or health.image != resource.current_image:
+            return Recorded(resource=resource)  # not what Hoist applied (drift is the observer's business)
+        fields = {"rollout_ready": health.ready, "rollout_total": health.total}
+        became = ""
+        digest = resource.current_digest
+        if health.state == HEALTHY:
+            if resource.phase != Phase.READY or resource.healthy_digest != digest:
+                became = HEALTHY
+                fields.update(phase=Phase.READY, message="", healthy_digest=digest, healthy_at=now)
+                if resource.failed_digest == digest:
+                    fields["failed_digest"] = ""
+                _promotions_healthy(resource, digest, now)
+                Artifact.objects.filter(resource=resource, digest=digest, healthy_at__isnull=True).update(healthy_at=now)
+        elif health.state == FAILED:
+            if resource.phase != Phase.FAILED or resource.failed_digest != digest:
+                became = FAILED
+                fields.update(phase=Phase.FAILED, message=f"Rollout of {digest[:19]}… failed: {health.message}"[:2000],
+                              failed_digest=digest)
+                Promotion.objects.filter(resource=resource, status__in=Promotion.OPEN, to_digest=digest).update(
+                    status=Promotion.Status.FAILED, error=health.message[:2000])
+                if resource.rollback_on_failure and resource.healthy_digest and resource.healthy_digest != digest:
+                    fields["dirty_at"] = now  # the reconcile rolls back to the last healthy digest
+        else:
+            if resource.phase not in (Phase.FAILED,) or resource.failed_digest != digest:
+                fields.update(phase=Phase.PROGRESSING, message=health.summary)
+        for name, value in fields.items():
+            setattr(resource, name, value)
+        Resource.objects.filter(pk=resource.pk).update(**fields)
+        if became == FAILED and "dirty_at" in fields:
+            queue.enqueue_reconcile(resource.pk)
+    return Recorded(became=became, resource=resource)
+
+
+def _promotions_healthy(resource: Resource, digest: str, now: datetime) -> None:
+    for promotion in Promotion.objects.filter(resource=resource, status__in=Promotion.OPEN, to_digest=digest).select_related("artifact"):
+        promotion.status, promotion.healthy_at = Promotion.Status.HEALTHY, now
+        first = promotion.artifact.first_published_at if promotion.artifact_id else None
+        if first is not None:
+            promotion.healthy_latency_s = (now - first).total_seconds()
+        if promotion.applied_at is None:
+            promotion.applied_at = now
+        promotion.save(update_fields=["status", "healthy_at", "healthy_latency_s", "applied_at"])
+
+
+# --- what dependants see ----------------------------------------------------------------------
+
+HISTORY = 10
+
+
+def _rfc3339(value: datetime | None) -> str:
+    return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else ""
+
+
+def _artifact_status(artifact: Artifact, image: str) -> dict:
+    entry = {
+        "image": image, "digest": artifact.digest, "sequence": artifact.sequence,
+        "publishedAt": _rfc3339(artifact.published_at), "firstPublishedAt": _rfc3339(artifact.first_published_at),
+    }
+    if artifact.healthy_at:
+        entry["healthyAt"] = _rfc3339(artifact.healthy_at)
+    return entry
+
+
+def image_source_status(resource: Resource, image: str, digest: str) -> dict:
+    """The ImageSource status same-cluster dependants read, from Hoist's own records.
+
+    `image`/`digest`: what the resource runs now (its repository is what
+    dependants on the same cluster pull from too).
+    """
+    repository = image.rpartition("@")[0]
+    status: dict = {}
+    published = resource.artifacts.filter(digest=digest).order_by("-sequence").first()
+    if published is not None:
+        status["publishedArtifact"] = _artifact_status(published, f"{repository}@{published.digest}")
+    healthy = list(resource.artifacts.filter(healthy_at__isnull=False).order_by("-sequence")[:HISTORY])
+    if healthy:
+        status["latestArtifact"] = _artifact_status(healthy[0], f"{repository}@{healthy[0].digest}")
+        status["healthyArtifacts"] = [_artifact_status(a, f"{repository}@{a.digest}") for a in healthy]
+    return status
+
+
+def fan_out(resource: Resource, *, healthy: bool) -> None:
+    """Queue the track-latest dependants that follow what just happened.
+
+    After an apply, those that follow "published"; after a healthy rollout,
+    those that follow "healthy" (a soak time makes the observer come back
+    when it has passed).
+    """
+    dependants = Resource.objects.filter(promote_from=resource, binding=Binding.TRACK_LATEST)
+    if not healthy:
+        queue.enqueue_reconcile_many(list(dependants.filter(follow=Follow.PUBLISHED).order_by("pk").values_list("pk", flat=True)))
+        return
+    following = dependants.filter(follow=Follow.HEALTHY)
+    now = timezone.now()
+    for soak in following.filter(soak_seconds__gt=0).order_by().values_list("soak_seconds", flat=True).distinct():
+        following.filter(soak_seconds=soak).update(next_check_at=now + timedelta(seconds=soak))
+    queue.enqueue_reconcile_many(list(following.filter(soak_seconds=0).order_by("pk").values_list("pk", flat=True)))
