@@ -213,10 +213,13 @@ class ResourceForm(ServiceForm):
         fields = [
             "environment", "name", "kind", "source_type", "image", "promote_from", "binding", "pinned_digest",
             "runtime", "ports", "replicas", "ingress_host", "database_url", "schedule",
+            "follow", "soak_seconds", "rollback_on_failure", "progress_deadline_seconds",
         ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for field in ("follow", "soak_seconds", "progress_deadline_seconds"):
+            self.fields[field].required = False  # left out: the resource's defaults
         self.initial["database_url"] = ""
         if self.instance.pk:
             self.fields["database_url"].help_text = (
@@ -241,6 +244,9 @@ class ResourceForm(ServiceForm):
         config = {
             "runtime": data.get("runtime") or "", "ports": ports, "replicas": data.get("replicas"),
             "ingress_host": data.get("ingress_host") or "", "schedule": data.get("schedule") or "",
+            "follow": data.get("follow") or "healthy", "soak_seconds": data.get("soak_seconds") or 0,
+            "rollback_on_failure": bool(data.get("rollback_on_failure")),
+            "progress_deadline_seconds": data.get("progress_deadline_seconds") or 600,
         }
         if data.get("clear_database_url"):
             config["database_url"] = ""
@@ -259,17 +265,19 @@ class ResourceForm(ServiceForm):
 class ResourceAdmin(ServiceAdmin):
     form = ResourceForm
     inlines = [EnvVarInline]
-    list_display = ["name", "environment", "kind", "source_summary", "short_digest", "phase", "reconciled_at"]
+    list_display = ["name", "environment", "kind", "source_summary", "short_digest", "rollout_summary", "running_digest", "reconciled_at"]
     list_filter = ["kind", "source_type", "binding", "phase", "environment__project", "environment"]
     search_fields = ["name", "image", "current_digest", "pinned_digest", "environment__slug", "environment__project__slug"]
     list_select_related = ["environment__project", "promote_from__environment__project"]
     autocomplete_fields = ["promote_from"]
-    readonly_fields = ["current_digest", "current_image", "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "created_at", "updated_at"]
+    readonly_fields = ["rollout_summary", "current_digest", "current_image", "healthy_digest", "healthy_at", "failed_digest",
+                       "applied_seq", "artifact_seq", "phase", "message", "reconciled_at", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["environment", "name", "kind"]}),
         ("Source", {"fields": ["source_type", "image", "promote_from", "binding", "pinned_digest"]}),
         ("Config", {"fields": ["runtime", "ports", "replicas", "ingress_host", "database_url", "clear_database_url", "schedule"]}),
-        ("Status", {"fields": readonly_fields}),
+        ("Rollout", {"fields": ["follow", "soak_seconds", "rollback_on_failure", "progress_deadline_seconds"]}),
+        ("Status: desired and running", {"fields": readonly_fields}),
     ]
     actions = ["reconcile_now", "promote_upstream_current", "switch_to_track_latest"]
 
@@ -280,9 +288,17 @@ class ResourceAdmin(ServiceAdmin):
             return f"← {obj.promote_from} ({how})"
         return obj.image
 
-    @admin.display(description="Digest", ordering="current_digest")
+    @admin.display(description="Desired", ordering="current_digest")
     def short_digest(self, obj):
         return obj.current_digest[:19]
+
+    @admin.display(description="Running healthy", ordering="healthy_digest")
+    def running_digest(self, obj):
+        return obj.healthy_digest[:19]
+
+    @admin.display(description="Rollout", ordering="phase")
+    def rollout_summary(self, obj):
+        return obj.rollout["summary"]
 
     def service_save(self, request, form, change):
         # The form's clean() ran the same service with validate_only; it checks again under its locks.

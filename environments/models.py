@@ -247,6 +247,25 @@ class Resource(models.Model):
     def produces_images(self) -> bool:
         return self.kind in PROMOTABLE_KINDS
 
+    @property
+    def rollout(self) -> dict:
+        """Desired vs running as the pages, the API and the admin show it: state, ready/total, a summary."""
+        state = {Phase.PROGRESSING: "rolling_out", Phase.READY: "healthy", Phase.FAILED: "failed",
+                 Phase.WAITING: "waiting"}.get(self.phase, "pending")
+        total = self.rollout_total or self.replicas
+        if state == "rolling_out":
+            summary = f"rolling out {self.rollout_ready}/{total}"
+        elif state == "failed":
+            summary = f"failed: {self.message}"
+        else:
+            summary = state
+        return {"state": state, "ready": self.rollout_ready, "total": total, "summary": summary}
+
+    @property
+    def behind_running(self) -> bool:
+        """What Hoist applied is not (yet) what runs healthy."""
+        return bool(self.current_digest) and self.current_digest != self.healthy_digest
+
 
 class EnvVar(models.Model):
     """One environment variable of a resource; secret values are write-only outside the cluster."""

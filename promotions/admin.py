@@ -10,7 +10,8 @@ from .models import Promotion
 class PromotionAdmin(admin.ModelAdmin):
     """History: read-only. A failed promotion is retried by reconciling its resource."""
 
-    list_display = ["resource", "short_from", "short_to", "reason", "status", "who", "queued_at", "applied_at", "latency_s"]
+    list_display = ["resource", "short_from", "short_to", "reason", "status", "who", "queued_at", "applied_at", "latency_s",
+                    "healthy_at", "healthy_latency_s"]
     list_filter = ["status", "reason", "resource__environment__project", "resource__environment"]
     search_fields = ["resource__name", "from_digest", "to_digest", "error", "actor__username", "actor_label"]
     list_select_related = ["resource__environment__project", "actor"]

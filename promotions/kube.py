@@ -82,9 +82,11 @@ def _path(api_version: str, kind: str, namespace: str | None, name: str | None =
         raise ClusterError(f"Hoist does not write {kind} ({api_version})", retryable=False) from None
     path = info.group_path
     if info.namespaced:
-        if not namespace:
+        if namespace:
+            path += f"/namespaces/{namespace}"
+        elif name:
             raise ClusterError(f"{kind} needs a namespace", retryable=False)
-        path += f"/namespaces/{namespace}"
+        # else: a list or watch across all namespaces
     path += f"/{info.plural}"
     if name:
         path += f"/{name}"

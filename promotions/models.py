@@ -57,3 +57,19 @@ class Promotion(models.Model):
         if self.actor_id:
             return str(self.actor)
         return self.actor_label or "Hoist"
+
+
+class ObserverLease(models.Model):
+    """Which `manage.py observe` process watches the clusters (one per installation).
+
+    The holder renews it every few seconds; another process takes over once
+    it has expired, so two observers can run (one standing by) without both
+    watching.
+    """
+
+    name = models.CharField(max_length=50, unique=True)
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"

@@ -226,7 +226,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             if not is_forward(resource, target):
                 done = True
                 return Outcome(changed=False, digest=resource.current_digest, note="stale candidate ignored")
-            if target.sequence and not sweep and target.digest == resource.failed_digest:
+            if not sweep and target.digest == resource.failed_digest:
                 done = True
                 return Outcome(changed=False, digest=resource.current_digest, note="failed digest not retried")
             _mark_applying(resource, target)

@@ -14,11 +14,15 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 
 import yaml
+
+# A \uD800–\uDFFF escape (a UTF-16 surrogate) not itself escaped ("\\u…" is a literal backslash).
+SURROGATE_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 from . import apply as ssa
 from . import defaults
@@ -34,6 +38,8 @@ from .util import clone
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 DEFAULT_WATCH_TIMEOUT = 1800
+# How often a watch that asked for them (allowWatchBookmarks) gets a BOOKMARK (a real apiserver: ~1 min).
+BOOKMARK_INTERVAL = 5.0
 PATCH_TYPES_BUILTIN = ["application/json-patch+json", "application/merge-patch+json",
                        "application/strategic-merge-patch+json", "application/apply-patch+yaml"]
 PATCH_TYPES_CUSTOM = ["application/json-patch+json", "application/merge-patch+json",
@@ -344,6 +350,13 @@ class KubeApi:
                 return False
             return label(obj["metadata"].get("labels")) and fields(obj)
 
+        bookmarks = _truthy(q.get("allowWatchBookmarks", ""))
+
+        def bookmark(rv_now):
+            # Only the resourceVersion is meaningful in a BOOKMARK (the object is otherwise empty).
+            return {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
+                                                   "metadata": {"resourceVersion": str(rv_now)}}}
+
         def events(is_closed):
             deadline = time.monotonic() + timeout
             with store.lock:
@@ -360,10 +373,16 @@ class KubeApi:
             yield from initial
             if last is None:
                 return
+            next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
             while not is_closed():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if bookmarks:
+                        yield bookmark(last)  # where to resume, as the apiserver sends before closing
                     return
+                if bookmarks and time.monotonic() >= next_bookmark:
+                    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+                    yield bookmark(last)
                 with store.changed:
                     if store.epoch != epoch:
                         return  # reset(): end the stream like a restarted apiserver would
@@ -659,6 +678,10 @@ class KubeApi:
                                  {"reason": "FieldValueRequired", "message": "Required value: is required for "
                                                                              "apply patch",
                                   "field": "fieldManager"}]})
+        if SURROGATE_ESCAPE.search(req.body or b""):
+            # go-yaml (the apiserver's decoder) refuses "\ud83d"-style escapes: text outside
+            # the BMP must arrive as UTF-8. PyYAML would take them, so check first.
+            raise E.bad_request("error decoding YAML: yaml: line 1: found invalid Unicode character escape code")
         try:
             applied = yaml.load(req.body or b"", Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as exc:

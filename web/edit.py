@@ -15,7 +15,7 @@ from environments import services
 from environments.models import Binding, Resource, SourceType
 from environments.selectors import latest_artifact
 
-from .parsers import check_env_rows, format_ports, parse_ports, parse_replicas, read_env_rows
+from .parsers import check_env_rows, format_ports, parse_ports, parse_replicas, read_env_rows, read_rollout
 
 
 def read_edit_post(resource: Resource, post, *, can_pin: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -37,6 +37,9 @@ def read_edit_post(resource: Resource, post, *, can_pin: bool) -> tuple[dict[str
             changes["pinned_digest"] = ""
     for key in ("runtime", "ingress_host"):
         changes[key] = post.get(key, "").strip()
+    rollout, rollout_errors = read_rollout(post)
+    changes.update({k: v for k, v in rollout.items() if k not in rollout_errors})
+    errors.update(rollout_errors)
     for key, parse in (("ports", parse_ports), ("replicas", parse_replicas)):
         try:
             changes[key] = parse(post.get(key, ""))
@@ -75,6 +78,10 @@ def edit_initial(resource: Resource) -> dict[str, Any]:
         "ports": format_ports(resource.ports),
         "replicas": str(resource.replicas),
         "ingress_host": resource.ingress_host,
+        "follow": resource.follow,
+        "soak_seconds": str(resource.soak_seconds),
+        "progress_deadline_seconds": str(resource.progress_deadline_seconds),
+        "rollback_on_failure": resource.rollback_on_failure,
         "env": [
             {"name": var.name, "value": "" if var.secret else var.value, "secret": var.secret, "stored": var.secret}
             for var in resource.env_vars.all()
@@ -98,6 +105,10 @@ def edit_values_from_post(resource: Resource, post) -> dict[str, Any]:
         "ports": post.get("ports", ""),
         "replicas": post.get("replicas", ""),
         "ingress_host": post.get("ingress_host", ""),
+        "follow": post.get("follow", resource.follow),
+        "soak_seconds": post.get("soak_seconds", ""),
+        "progress_deadline_seconds": post.get("progress_deadline_seconds", ""),
+        "rollback_on_failure": post.get("rollback_on_failure") in {"on", "1", "true"},
         "env": env,
     }
 

@@ -48,6 +48,34 @@ def format_ports(ports: list[dict]) -> str:
     return ", ".join(parts)
 
 
+def parse_seconds(text: str, field: str, low: int, high: int, default: int) -> int:
+    text = (text or "").strip()
+    if not text:
+        return default
+    if not re.fullmatch(r"\d{1,7}", text) or not low <= int(text) <= high:
+        label = field.replace("_", " ").capitalize()
+        raise ValidationError({field: [f"{label} must be a whole number of seconds from {low} to {high} (got {text[:20]!r})."]})
+    return int(text)
+
+
+ROLLOUT_LIMITS = {"soak_seconds": (0, 7 * 24 * 3600, 0), "progress_deadline_seconds": (1, 24 * 3600, 600)}
+
+
+def read_rollout(post) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The rollout fields of a post, as service arguments, and parse errors."""
+    values: dict[str, Any] = {
+        "follow": post.get("follow", "healthy") or "healthy",
+        "rollback_on_failure": post.get("rollback_on_failure") in {True, "on", "1", "true"},
+    }
+    errors: dict[str, list[str]] = {}
+    for field, (low, high, default) in ROLLOUT_LIMITS.items():
+        try:
+            values[field] = parse_seconds(post.get(field, ""), field, low, high, default)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    return values, errors
+
+
 def parse_replicas(text: str) -> int:
     text = (text or "").strip()
     if not re.fullmatch(r"\d{1,6}", text):

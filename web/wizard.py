@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from environments import selectors, services
 from environments.models import Environment, Kind, Resource, SourceType
 
-from .parsers import check_env_rows, parse_ports, parse_replicas, read_env_rows
+from .parsers import check_env_rows, parse_ports, parse_replicas, read_env_rows, read_rollout
 
 WIZARDS_KEPT = 10
 
@@ -59,7 +59,8 @@ STEP_TITLES = {
     "config": "Configuration",
     "review": "Review",
 }
-CONFIG_KEYS = ("name", "runtime", "ports", "replicas", "ingress_host")
+CONFIG_KEYS = ("name", "runtime", "ports", "replicas", "ingress_host", "follow", "soak_seconds", "progress_deadline_seconds")
+ROLLOUT_FIELDS = ("follow", "soak_seconds", "progress_deadline_seconds", "rollback_on_failure")
 # Which step shows a service error about each field.
 FIELD_STEP = {
     "source_type": "source",
@@ -68,7 +69,7 @@ FIELD_STEP = {
     "promote_from": "source_resource",
     "binding": "binding",
     "pinned_digest": "binding",
-    **{key: "config" for key in (*CONFIG_KEYS, "env", "database_url", "schedule", "kind")},
+    **{key: "config" for key in (*CONFIG_KEYS, *ROLLOUT_FIELDS, "env", "database_url", "schedule", "kind")},
 }
 STEP_FIELDS = {
     "source": {"source_type"},
@@ -76,7 +77,7 @@ STEP_FIELDS = {
     "source_env": {"source_env"},
     "source_resource": {"promote_from", "kind"},
     "binding": {"binding", "pinned_digest"},
-    "config": {*CONFIG_KEYS, "env", "database_url", "schedule"},
+    "config": {*CONFIG_KEYS, *ROLLOUT_FIELDS, "env", "database_url", "schedule"},
     "review": set(),
 }
 
@@ -132,6 +133,7 @@ class ResourceWizard:
         elif step == "config":
             for key in CONFIG_KEYS:
                 state[key] = post.get(key, "").strip()
+            state["rollback_on_failure"] = post.get("rollback_on_failure") in {"on", "1", "true"}
             database_url = post.get("database_url", "")
             if database_url or post.get("database_url_clear"):
                 state["database_url"] = database_url.strip()
@@ -203,6 +205,10 @@ class ResourceWizard:
             if not lenient:
                 raise
             args["replicas"] = 1
+        rollout, errors = read_rollout(state)
+        if errors and not lenient:
+            raise ValidationError(errors)
+        args.update({k: v for k, v in rollout.items() if k not in errors})
         return args
 
     def _service_errors(self, fields: set[str]) -> dict[str, list[str]]:
@@ -254,6 +260,7 @@ class ResourceWizard:
                 check_env_rows(state.get("env", []))
             except ValidationError as exc:
                 errors.update(exc.message_dict)
+            errors.update(read_rollout(state)[1])
             for field, messages in self._service_errors(STEP_FIELDS["config"]).items():
                 errors.setdefault(field, messages)
             return errors

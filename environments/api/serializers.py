@@ -12,7 +12,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from environments.fields import mask
-from environments.models import Artifact, Binding, Cluster, Environment, Kind, Phase, Resource, SourceType
+from environments.models import Artifact, Binding, Cluster, Environment, Follow, Kind, Phase, Resource, SourceType
 from core.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
 MASKS = ("set", "not set")
@@ -179,11 +179,26 @@ class ConfigSerializer(serializers.Serializer):
     database_url = serializers.ChoiceField(choices=list(MASKS), help_text='"set" or "not set"; the URL is never returned.')
     env = EnvVarSerializer(many=True)
     schedule = serializers.CharField()
+    follow = serializers.ChoiceField(choices=Follow.choices, help_text="Track latest: follow what the upstream runs healthy, or what it publishes.")
+    soak_seconds = serializers.IntegerField(help_text="Track latest: how long an upstream digest must have run healthy first.")
+    rollback_on_failure = serializers.BooleanField(help_text="A failed rollout re-applies the last healthy digest.")
+    progress_deadline_seconds = serializers.IntegerField(help_text="A rollout not progressing this long has failed.")
+
+
+class RolloutSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["pending", "rolling_out", "healthy", "failed", "waiting"])
+    ready = serializers.IntegerField(help_text="Replicas of the new digest updated and available.")
+    total = serializers.IntegerField()
+    summary = serializers.CharField(help_text='e.g. "rolling out 2/3", "healthy", "failed: …".')
 
 
 class StatusSerializer(serializers.Serializer):
-    digest = serializers.CharField(allow_null=True, help_text="The digest running now (as last reconciled).")
+    digest = serializers.CharField(allow_null=True, help_text="The digest Hoist applied (desired; it may still be rolling out).")
     image = serializers.CharField(allow_null=True, help_text="The image reference written to the cluster.")
+    running_digest = serializers.CharField(allow_null=True, help_text="The last digest the cluster ran healthy.")
+    healthy_at = serializers.DateTimeField(allow_null=True, help_text="When that digest became healthy.")
+    failed_digest = serializers.CharField(allow_null=True, help_text="A digest whose rollout failed: not applied again by itself.")
+    rollout = RolloutSerializer()
     phase = serializers.ChoiceField(choices=Phase.choices)
     message = serializers.CharField()
     reconciled_at = serializers.DateTimeField(allow_null=True)
@@ -225,17 +240,25 @@ class ResourceSerializer(serializers.Serializer):
                 for var in resource.env_vars.all()
             ],
             "schedule": resource.schedule,
+            "follow": resource.follow,
+            "soak_seconds": resource.soak_seconds,
+            "rollback_on_failure": resource.rollback_on_failure,
+            "progress_deadline_seconds": resource.progress_deadline_seconds,
         }
 
     @extend_schema_field(StatusSerializer)
     def get_status(self, resource: Resource) -> dict:
+        when = serializers.DateTimeField().to_representation
         return {
             "digest": resource.current_digest or None,
             "image": resource.current_image or None,
+            "running_digest": resource.healthy_digest or None,
+            "healthy_at": when(resource.healthy_at) if resource.healthy_at else None,
+            "failed_digest": resource.failed_digest or None,
+            "rollout": resource.rollout,
             "phase": resource.phase,
             "message": resource.message,
-            "reconciled_at": serializers.DateTimeField().to_representation(resource.reconciled_at)
-            if resource.reconciled_at else None,
+            "reconciled_at": when(resource.reconciled_at) if resource.reconciled_at else None,
         }
 
 
@@ -290,6 +313,10 @@ class ConfigWriteSerializer(StrictSerializer):
     database_url = MaskedField(max_length=4096, trim_whitespace=False)
     env = EnvVarWriteSerializer(many=True, required=False, max_length=500)
     schedule = StrictCharField(required=False, allow_blank=True, max_length=100)
+    follow = serializers.ChoiceField(choices=Follow.choices, required=False)
+    soak_seconds = StrictIntegerField(required=False)
+    rollback_on_failure = StrictBooleanField(required=False)
+    progress_deadline_seconds = StrictIntegerField(required=False)
 
 
 class SourceWriteSerializer(StrictSerializer):

@@ -13,7 +13,7 @@ class PromotionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Promotion
         fields = ["id", "environment", "resource", "from_digest", "to_digest", "reason", "status", "error", "attempts",
-                  "actor", "artifact_sequence", "queued_at", "applied_at", "latency_s"]
+                  "actor", "artifact_sequence", "queued_at", "applied_at", "latency_s", "healthy_at", "healthy_latency_s"]
 
     def get_from_digest(self, promotion) -> str | None:
         return promotion.from_digest or None

@@ -1,4 +1,10 @@
-"""Several workers at once (DESIGN guarantee 8): row locks, not luck, keep reconcile correct."""
+"""Several workers at once (DESIGN guarantee 8): claims and compare-and-set, not luck, keep reconcile correct.
+
+A reconcile that finds the resource claimed by another worker steps aside;
+the holder, when it releases, sees the change made meanwhile and queues
+the resource again. Here the queue runs tasks at once (django-q sync), as
+workers would pick them up.
+"""
 
 import threading
 
@@ -42,7 +48,10 @@ def test_two_workers_on_one_resource_apply_once(dev, staging, make_resource, clu
 
 
 @pytest.mark.django_db(transaction=True)
-def test_parallel_publishes_leave_every_dependant_on_the_latest(dev, staging, qa, make_resource, clusters):
+def test_parallel_publishes_leave_every_dependant_on_the_latest(dev, staging, qa, make_resource, clusters, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
     web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(0))
     followers = [make_resource(staging, upstream=web), make_resource(qa, upstream=web)]
     reconcile.reconcile_resource(web.pk)

@@ -156,3 +156,19 @@ def test_secret_string_data_through_apply_behaves_like_a_real_cluster(core, ns):
     assert secret.string_data is None
     # Known apiserver quirk: stringData is write-only, so a key dropped from it stays in data.
     assert set(apply({"A": "1"}).data) == {"A", "B"}
+
+
+def test_apply_refuses_surrogate_escapes_as_a_real_apiserver_does(sandbox):
+    """go-yaml rejects "\\ud83d\\ude00" in an apply-patch+yaml body; the same text as UTF-8 is fine."""
+    import json
+
+    import httpx
+
+    cm = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"},
+          "stringData": {"GREETING": "hi 😀"}}
+    url = f"{sandbox.url}/api/v1/namespaces/default/secrets/s?fieldManager=t"
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    escaped = httpx.patch(url, content=json.dumps(cm).encode(), headers=headers)
+    assert escaped.status_code == 400 and "invalid Unicode character escape code" in escaped.json()["message"]
+    utf8 = httpx.patch(url, content=json.dumps(cm, ensure_ascii=False).encode(), headers=headers)
+    assert utf8.status_code in (200, 201), utf8.text

@@ -148,3 +148,16 @@ def test_resource_versions_survive_reset_and_old_watches_get_410(sandbox, core):
         list(watch.Watch().stream(core.list_namespaced_config_map, namespace="default", resource_version=before,
                                   timeout_seconds=1))
     assert info.value.status == 410
+
+
+def test_a_watch_with_bookmarks_gets_one_before_it_times_out(sandbox):
+    import json
+
+    import httpx
+
+    listed = httpx.get(f"{sandbox.url}/api/v1/namespaces/default/secrets").json()["metadata"]["resourceVersion"]
+    with httpx.stream("GET", f"{sandbox.url}/api/v1/namespaces/default/secrets",
+                      params={"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "1",
+                              "resourceVersion": listed}, timeout=10) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    assert events[-1]["type"] == "BOOKMARK" and int(events[-1]["object"]["metadata"]["resourceVersion"]) >= int(listed)

@@ -317,3 +317,39 @@ def test_hold_still_works_with_timed_rollouts(sandbox, apps, ns, watcher):
     sandbox.faults.hold_rollouts(False)
     done, at = w.wait_for(lambda o: _progress(o) == "NewReplicaSetAvailable")
     assert at - released_at >= 0.3 and done["status"]["availableReplicas"] == 2
+
+
+def test_controller_timeline_without_a_server():
+    from sandbox.controller import DeploymentController, max_unavailable
+
+    assert [max_unavailable({}, n) for n in (0, 1, 3, 4, 10)] == [0, 0, 0, 1, 2]  # 25%, rounded down
+    assert max_unavailable({"strategy": {"type": "Recreate"}}, 10) == 0
+    assert max_unavailable({"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "10%"}}}, 3) == 1
+    assert max_unavailable({"strategy": {"rollingUpdate": {"maxUnavailable": 7}}}, 3) == 3
+
+    def reasons(status):
+        return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+    controller = DeploymentController()
+    controller.rollout_seconds = 4.0
+    dep = {"metadata": {"uid": "u1", "name": "web", "namespace": "d", "generation": 1},
+           "spec": {"replicas": 4, "progressDeadlineSeconds": 10,
+                    "template": {"spec": {"containers": [{"name": "web", "image": f"app@{DIGEST}"}]}}}}
+    _, st, nxt = controller.desired(dep, "t", mono=100.0)  # the rollout starts at 100
+    assert nxt == 101.0 and st == {"observedGeneration": 1, "unavailableReplicas": 4, "conditions": st["conditions"]}
+    assert reasons(st) == {"Available": ("False", "MinimumReplicasUnavailable"),
+                           "Progressing": ("True", "ReplicaSetUpdated")}
+    _, st, nxt = controller.desired(dep, "t", mono=103.0)
+    assert nxt == 104.0 and st["availableReplicas"] == 3 and st["unavailableReplicas"] == 1
+    assert reasons(st)["Available"] == ("True", "MinimumReplicasAvailable")  # 3 >= 4 - 1
+    _, st, nxt = controller.desired(dep, "t", mono=104.0)
+    assert nxt is None and reasons(st)["Progressing"] == ("True", "NewReplicaSetAvailable")
+
+    controller.fail_images = {DIGEST: 200.0}  # listed after the rollout started: the deadline counts from 200
+    _, st, nxt = controller.desired(dep, "t", mono=209.9)
+    assert nxt == 210.0 and reasons(st)["Progressing"] == ("True", "ReplicaSetUpdated")
+    assert (st["updatedReplicas"], st["unavailableReplicas"]) == (4, 4) and "availableReplicas" not in st
+    _, st, nxt = controller.desired(dep, "t", mono=210.0)
+    assert nxt is None and reasons(st)["Progressing"] == ("False", "ProgressDeadlineExceeded")
+    assert st["conditions"][1]["message"] == f'ReplicaSet "web-{controller.rollouts["u1"].thash}" has timed out ' \
+                                             'progressing.'

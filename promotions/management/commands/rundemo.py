@@ -65,6 +65,8 @@ class Command(BaseCommand):
             self.children.append(subprocess.Popen([sys.executable, "manage.py", "runserver", options["addr"], "--noreload"], env=env))
             if not options["no_worker"]:
                 self.children.append(subprocess.Popen([sys.executable, "manage.py", "qcluster"], env=env))
+                # Rollout health, drift and lost work come back through the observer's watches.
+                self.children.append(subprocess.Popen([sys.executable, "manage.py", "observe"], env=env))
             self.stdout.write(self.style.SUCCESS(
                 f"\nHoist is running: http://{options['addr']}/   ({login})\n"
                 + "".join(f"  {name}: {url}\n" for name, url in clusters.items())

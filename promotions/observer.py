@@ -1,0 +1,367 @@
+"""The observer: watch every cluster's Hoist-managed objects and feed what happens back in seconds.
+
+`python manage.py observe` runs one `Observer`. It holds a lease in the
+database (`ObserverLease`): one process per installation watches, a second
+one stands by and takes over when the first stops renewing. While it holds
+the lease it keeps, per cluster and kind, a watch the way client-go's
+reflector does: list (remembering the list's resourceVersion), watch from
+there with bookmarks, relist on `410 Gone` or after the connection broke,
+back off on errors. Handlers only record and enqueue:
+
+- a Deployment's status → `rollout.record()` (rolling out → healthy | failed);
+  a rollout that became healthy writes the ImageSource status and queues the
+  dependants that follow "healthy";
+- an image that is not what Hoist applied (a hand edit), or a Hoist object
+  deleted → a repair reconcile (re-applies everything, records drift);
+- a relist that lacks objects Hoist applied (a cluster that came back
+  empty) → a repair reconcile for each resource missing something.
+
+Every `HOIST_OBSERVER_TICK_S` it also hands out work nobody holds: resources
+left dirty (a task lost with a killed worker, a retry after a transient
+failure) and resources whose next check is due (a soak time ending). The
+minute sweep stays as the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from environments.models import Cluster, Kind, Phase, Resource
+
+from . import queue, rollout
+from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
+from .models import ObserverLease
+from .reconcile import LABEL_PREFIX, publish_status
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "observer"
+LEASE_S = 15
+SELECTOR = "app.kubernetes.io/managed-by=hoist"
+# What is watched, and which resources must have one: a Deployment and an ImageSource
+# each; a Service when the resource has ports.
+WATCHED = [("apps/v1", "Deployment"), ("v1", "Service"), ("networking.k8s.io/v1", "Ingress"), ("v1", "Secret"),
+           (IMAGESOURCE_API, "ImageSource")]
+WATCH_TIMEOUT_S = 30
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+# A nudged resource is not nudged again sooner than this.
+NUDGE_REPEAT_S = 5.0
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- the lease -------------------------------------------------------------------------------
+
+
+def hold_lease(holder: str, *, seconds: float = LEASE_S) -> bool:
+    """Take or renew the observer lease; True while this process holds it."""
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds)
+    renewed = ObserverLease.objects.filter(name=LEASE_NAME).filter(Q(holder=holder) | Q(expires_at__lt=now)).update(
+        holder=holder, expires_at=until)
+    if renewed:
+        return True
+    if ObserverLease.objects.filter(name=LEASE_NAME).exists():
+        return False
+    try:
+        with transaction.atomic():
+            ObserverLease.objects.create(name=LEASE_NAME, holder=holder, expires_at=until)
+        return True
+    except IntegrityError:
+        return False  # another observer created it first
+
+
+def drop_lease(holder: str) -> None:
+    ObserverLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=timezone.now())
+
+
+# --- handling what the clusters say ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    project: str
+    environment: str
+    name: str
+
+
+def ref_of(obj: dict) -> Ref | None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    try:
+        return Ref(labels[f"{LABEL_PREFIX}/project"], labels[f"{LABEL_PREFIX}/environment"], labels[f"{LABEL_PREFIX}/resource"])
+    except KeyError:
+        return None
+
+
+def resource_for(cluster_id: int, ref: Ref) -> Resource | None:
+    return (
+        Resource.objects.select_related("environment__project", "environment__cluster")
+        .filter(environment__cluster_id=cluster_id, environment__project__slug=ref.project,
+                environment__slug=ref.environment, name=ref.name)
+        .first()
+    )
+
+
+def _claimed(resource: Resource) -> bool:
+    return resource.claimed_until is not None and resource.claimed_until > timezone.now()
+
+
+class Handlers:
+    """What the observer does with each event (also called directly by tests)."""
+
+    def __init__(self):
+        self.deployments: dict[int, dict] = {}  # resource id → the Deployment last seen (an informer's cache)
+        self.lock = threading.Lock()
+
+    def deployment(self, cluster_id: int, obj: dict) -> None:
+        ref = ref_of(obj)
+        resource = resource_for(cluster_id, ref) if ref else None
+        if resource is None or resource.kind != Kind.DEPLOYMENT:
+            return
+        with self.lock:
+            self.deployments[resource.pk] = obj
+        health = rollout.assess(obj, resource.name)
+        if resource.current_image and health.image and health.image != resource.current_image:
+            if not _claimed(resource):
+                log.info("%s runs %s, not %s: repairing", resource, health.image, resource.current_image)
+                queue.enqueue_reconcile(resource.pk, repair=True)
+            return
+        self.judge(resource.pk, health)
+
+    def judge(self, resource_id: int, health: rollout.Health) -> None:
+        recorded = rollout.record(resource_id, health)
+        if recorded.became == rollout.HEALTHY and recorded.resource is not None:
+            self._publish_healthy(recorded.resource)
+
+    def _publish_healthy(self, resource: Resource) -> None:
+        resource = Resource.objects.select_related("environment__cluster", "environment__project").get(pk=resource.pk)
+        try:
+            with ClusterClient.for_cluster(resource.environment.cluster) as kube:
+                publish_status(kube, resource, resource.current_image, resource.current_digest)
+        except ClusterError as exc:
+            # Dependants on this cluster wait for the status; a repair writes it again.
+            log.warning("could not publish the healthy status of %s: %s", resource, exc)
+            queue.enqueue_reconcile(resource.pk, repair=True)
+            return
+        rollout.fan_out(resource, healthy=True)
+
+    def deleted(self, cluster_id: int, kind: str, obj: dict) -> None:
+        ref = ref_of(obj)
+        resource = resource_for(cluster_id, ref) if ref else None
+        if resource is None or not resource.current_image or _claimed(resource):
+            return
+        if kind == "Deployment":
+            with self.lock:
+                self.deployments.pop(resource.pk, None)
+        log.info("%s %s/%s was deleted: repairing", kind, resource.environment.namespace, obj["metadata"].get("name"))
+        queue.enqueue_reconcile(resource.pk, repair=True)
+
+    def relisted(self, cluster_id: int, kind: str, items: list[dict]) -> None:
+        """After a (re)list: what Hoist applied and the cluster lacks is put back."""
+        present = {ref for ref in (ref_of(item) for item in items) if ref}
+        expected = Resource.objects.filter(environment__cluster_id=cluster_id, kind=Kind.DEPLOYMENT).exclude(
+            current_image="").select_related("environment__project", "environment")
+        if kind == "Service":
+            expected = expected.exclude(ports=[])
+        elif kind not in ("Deployment", "ImageSource"):
+            return
+        missing = [
+            r.pk for r in expected
+            if Ref(r.environment.project.slug, r.environment.slug, r.name) not in present and not _claimed(r)
+        ]
+        for resource_id in missing:
+            queue.enqueue_reconcile(resource_id, repair=True)
+        if missing:
+            log.info("cluster %s lacks %s %s of %d resources: repairing", cluster_id, kind, "objects", len(missing))
+
+    def recheck_rollouts(self) -> None:
+        """Judge again what rolls out, from the cached Deployments: an event that came
+        while a reconcile held the resource was not recorded then."""
+        with self.lock:
+            cached = dict(self.deployments)
+        if not cached:
+            return
+        rolling = Resource.objects.filter(pk__in=list(cached), phase=Phase.PROGRESSING).exclude(current_image="")
+        for resource in rolling.only("pk", "name", "current_image", "claimed_until"):
+            if _claimed(resource):
+                continue
+            health = rollout.assess(cached[resource.pk], resource.name)
+            if health.image == resource.current_image:
+                self.judge(resource.pk, health)
+
+
+def hand_out(now=None, *, limit: int = 500) -> list[int]:
+    """Queue what nobody holds and should be looked at: left dirty for a while (a lost
+    task, a retry) or due (a soak ending). Returns the resource ids queued."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.HOIST_OBSERVER_NUDGE_AFTER_S)
+    due = (
+        Resource.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(Q(next_check_at__lte=now) | Q(next_check_at__isnull=True, dirty_at__lt=stale))
+        .order_by("pk").values_list("pk", flat=True)[:limit]
+    )
+    ids = list(due)
+    if ids:
+        Resource.objects.filter(pk__in=ids).update(next_check_at=now + timedelta(seconds=NUDGE_REPEAT_S))
+        queue.enqueue_reconcile_many(ids)
+    return ids
+
+
+# --- the watches ---------------------------------------------------------------------------------
+
+
+class Watch(threading.Thread):
+    """List and watch one kind on one cluster until stopped (a reflector)."""
+
+    def __init__(self, cluster_id: int, api_version: str, kind: str, handlers: Handlers, stop: threading.Event,
+                 timeout_s: int = WATCH_TIMEOUT_S):
+        super().__init__(name=f"watch-{cluster_id}-{kind}", daemon=True)
+        self.cluster_id, self.api_version, self.kind = cluster_id, api_version, kind
+        self.handlers, self.stopping, self.timeout_s = handlers, stop, timeout_s
+        self.resource_version = ""
+        self.relists = 0
+        self.events = 0
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                cluster = Cluster.objects.filter(pk=self.cluster_id).first()
+                if cluster is None:
+                    return
+                with ClusterClient.for_cluster(cluster) as kube:
+                    if not self.resource_version:
+                        self._list(kube)
+                    self._watch(kube)
+                failures = 0
+            except ClusterError as exc:
+                self.resource_version = ""  # after a broken connection, relist: events may be lost
+                delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("watch of %s on cluster %s: %s (retrying in %.1f s)", self.kind, self.cluster_id, exc, delay)
+                self.stopping.wait(delay)
+            except Exception:  # a handler bug must not end the watch
+                log.exception("watch of %s on cluster %s failed", self.kind, self.cluster_id)
+                self.resource_version = ""
+                self.stopping.wait(1.0)
+            finally:
+                close_old_connections()
+
+    def _list(self, kube: ClusterClient) -> None:
+        try:
+            items, self.resource_version = kube.list_versioned(self.api_version, self.kind, None, SELECTOR)
+        except ClusterError as exc:
+            if exc.status == 404 and self.kind == "ImageSource":
+                items, self.resource_version = [], ""  # no CRD yet: nothing to watch until Hoist installs it
+                self.stopping.wait(2.0)
+                raise ClusterError("ImageSource CRD not installed yet", retryable=True) from None
+            raise
+        self.relists += 1
+        self.handlers.relisted(self.cluster_id, self.kind, items)
+        if self.kind == "Deployment":
+            for item in items:
+                self.handlers.deployment(self.cluster_id, item)
+
+    def _watch(self, kube: ClusterClient) -> None:
+        for event in kube.watch(self.api_version, self.kind, None, label_selector=SELECTOR,
+                                resource_version=self.resource_version, timeout_s=self.timeout_s,
+                                stop=self.stopping.is_set):
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                code = obj.get("code")
+                log.info("watch of %s on cluster %s: %s %s; relisting", self.kind, self.cluster_id, code, obj.get("reason"))
+                self.resource_version = ""  # 410 Gone: too old to resume from
+                return
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self.resource_version = str(rv)
+            if kind == "BOOKMARK":
+                continue
+            self.events += 1
+            if kind == "DELETED":
+                self.handlers.deleted(self.cluster_id, self.kind, obj)
+            elif self.kind == "Deployment":
+                self.handlers.deployment(self.cluster_id, obj)
+            close_old_connections()
+
+
+class Observer:
+    """One observer process: the lease, a watch per cluster and kind, and the tick."""
+
+    def __init__(self, *, holder: str | None = None, tick_s: float | None = None, watch_timeout_s: int = WATCH_TIMEOUT_S):
+        self.holder = holder or identity()
+        self.watch_timeout_s = watch_timeout_s
+        self.tick_s = tick_s if tick_s is not None else settings.HOIST_OBSERVER_TICK_S
+        self.handlers = Handlers()
+        self.stop = threading.Event()
+        self.watches: dict[tuple[int, str], Watch] = {}
+        self._watch_stop = threading.Event()
+        self.leading = False
+
+    def run(self) -> None:
+        renew_at = 0.0
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if now >= renew_at:
+                    leading = hold_lease(self.holder)
+                    renew_at = now + LEASE_S / 3
+                    if leading != self.leading:
+                        log.info("observer %s %s", self.holder, "leads" if leading else "stands by")
+                        if not leading:
+                            self._stop_watches()
+                        self.leading = leading
+                    if leading:
+                        self._sync_watches()
+                if self.leading:
+                    self.tick()
+                close_old_connections()
+                self.stop.wait(self.tick_s)
+        finally:
+            self._stop_watches()
+            if self.leading:
+                drop_lease(self.holder)
+            close_old_connections()
+
+    def tick(self) -> None:
+        try:
+            hand_out()
+            self.handlers.recheck_rollouts()
+        except Exception:
+            log.exception("observer tick failed")
+
+    def _sync_watches(self) -> None:
+        clusters = set(Cluster.objects.values_list("pk", flat=True))
+        for key, watch in list(self.watches.items()):
+            if key[0] not in clusters or not watch.is_alive():
+                del self.watches[key]
+        for cluster_id in clusters:
+            for api_version, kind in WATCHED:
+                if (cluster_id, kind) not in self.watches:
+                    watch = Watch(cluster_id, api_version, kind, self.handlers, self._watch_stop, self.watch_timeout_s)
+                    self.watches[(cluster_id, kind)] = watch
+                    watch.start()
+
+    def _stop_watches(self) -> None:
+        self._watch_stop.set()
+        # A watch notices between events (or at the server's timeout); daemon threads
+        # never hold the process up, so don't wait long for them.
+        deadline = time.monotonic() + 2.0
+        for watch in self.watches.values():
+            watch.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.watches.clear()
+        self._watch_stop = threading.Event()
