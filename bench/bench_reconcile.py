@@ -72,8 +72,11 @@ class DeploymentWatch:
                         obj = json.loads(line)["object"]
                         image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
                         key = (namespace, obj["metadata"]["name"], image.rpartition("@")[2])
+                        now = time.monotonic()
                         with self.cond:
-                            self.seen.setdefault(key, time.monotonic())
+                            self.seen.setdefault(key, now)
+                            if _healthy(obj):
+                                self.seen.setdefault((*key, "healthy"), now)
                             self.cond.notify_all()
                         if self.stopping:
                             break
@@ -91,8 +94,23 @@ class DeploymentWatch:
                 self.cond.wait(left)
             return {k: self.seen[k] for k in keys}
 
+    def forget(self, namespace: str, name: str, digest: str) -> None:
+        """Wait for this image anew (it may come back after a change)."""
+        with self.cond:
+            self.seen.pop((namespace, name, digest), None)
+            self.seen.pop((namespace, name, digest, "healthy"), None)
+
     def stop(self):
         self.stopping = True
+
+
+def _healthy(deployment: dict) -> bool:
+    """As `kubectl rollout status` judges it: the generation observed, every replica updated and available."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    replicas = spec.get("replicas", 1)
+    return (status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 1)
+            and status.get("updatedReplicas", 0) == replicas == status.get("availableReplicas", 0)
+            and status.get("replicas", 0) == replicas)
 
 
 def _start_sandbox() -> tuple[subprocess.Popen, str]:
@@ -146,7 +164,7 @@ def _setup_world(api_url: str, fanouts: list[int]):
 def _scenario(watch: DeploymentWatch, upstream, targets, rounds: int) -> dict:
     from environments import services
 
-    latencies = []
+    latencies, healthy = [], []
     started = time.monotonic()
     for r in range(rounds):
         digest = _digest(f"{upstream.pk}-{r}-{time.time()}")
@@ -155,9 +173,13 @@ def _scenario(watch: DeploymentWatch, upstream, targets, rounds: int) -> dict:
         # The service enqueues on commit; outside a transaction that is now.
         seen = watch.wait_for([(ns, name, digest) for ns, name in targets], TIMEOUT_S)
         latencies += [t - t0 for t in seen.values()]
+        ran = watch.wait_for([(ns, name, digest, "healthy") for ns, name in targets], TIMEOUT_S)
+        healthy += [t - t0 for t in ran.values()]
     elapsed = time.monotonic() - started
     hops = 3 if len(targets) == 1 and targets[0][1] == "chain" else 1 + len(targets)
     return {
+        "publish_to_healthy_p50_s": round(_percentile(healthy, 50), 3),
+        "publish_to_healthy_p99_s": round(_percentile(healthy, 99), 3),
         "publishes": rounds,
         "samples": len(latencies),
         "p50_s": round(_percentile(latencies, 50), 3),

@@ -123,7 +123,9 @@ class Handlers:
     """What the observer does with each event (also called directly by tests)."""
 
     def __init__(self):
-        self.deployments: dict[int, dict] = {}  # resource id → the Deployment last seen (an informer's cache)
+        # resource id → (cluster id, the Deployment last seen): an informer's cache, only ever
+        # as fresh as the watch; emptied for a cluster whose watch broke or that was relisted.
+        self.deployments: dict[int, tuple[int, dict]] = {}
         self.lock = threading.Lock()
 
     def deployment(self, cluster_id: int, obj: dict) -> None:
@@ -132,7 +134,7 @@ class Handlers:
         if resource is None or resource.kind != Kind.DEPLOYMENT:
             return
         with self.lock:
-            self.deployments[resource.pk] = obj
+            self.deployments[resource.pk] = (cluster_id, obj)
         health = rollout.assess(obj, resource.name)
         if resource.current_image and health.image and health.image != resource.current_image:
             if not _claimed(resource):
@@ -169,8 +171,15 @@ class Handlers:
         log.info("%s %s/%s was deleted: repairing", kind, resource.environment.namespace, obj["metadata"].get("name"))
         queue.enqueue_reconcile(resource.pk, repair=True)
 
+    def forget_cluster(self, cluster_id: int) -> None:
+        with self.lock:
+            for resource_id in [pk for pk, (cid, _) in self.deployments.items() if cid == cluster_id]:
+                del self.deployments[resource_id]
+
     def relisted(self, cluster_id: int, kind: str, items: list[dict]) -> None:
         """After a (re)list: what Hoist applied and the cluster lacks is put back."""
+        if kind == "Deployment":
+            self.forget_cluster(cluster_id)  # the list is the truth now; what it lacks is gone
         present = {ref for ref in (ref_of(item) for item in items) if ref}
         expected = Resource.objects.filter(environment__cluster_id=cluster_id, kind=Kind.DEPLOYMENT).exclude(
             current_image="").select_related("environment__project", "environment")
@@ -198,7 +207,7 @@ class Handlers:
         for resource in rolling.only("pk", "name", "current_image", "claimed_until"):
             if _claimed(resource):
                 continue
-            health = rollout.assess(cached[resource.pk], resource.name)
+            health = rollout.assess(cached[resource.pk][1], resource.name)
             if health.image == resource.current_image:
                 self.judge(resource.pk, health)
 
@@ -249,6 +258,8 @@ class Watch(threading.Thread):
                 failures = 0
             except ClusterError as exc:
                 self.resource_version = ""  # after a broken connection, relist: events may be lost
+                if self.kind == "Deployment":
+                    self.handlers.forget_cluster(self.cluster_id)
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:

@@ -807,8 +807,11 @@ def record_failure(resource_id: int, exc: Exception, *, attempt: int, final: boo
                 promotion.error = message + ("" if not final else " (will retry in a few seconds)")
                 promotion.status = Promotion.Status.QUEUED
                 promotion.save(update_fields=["attempts", "error", "status"])
-            set_phase(resource_id, Phase.FAILED if final else Phase.PROGRESSING,
-                      f"{'Retrying' if not final else 'Will retry'} after attempt {attempt}: {message}")
+            note = f"{'Retrying' if not final else 'Will retry'} after attempt {attempt}: {message}"
+            if final:
+                set_phase(resource_id, Phase.FAILED, note)
+            else:  # what runs is unchanged: only say why nothing moved yet
+                Resource.objects.filter(pk=resource_id).update(message=note[:2000], reconciled_at=timezone.now())
     log.warning("reconcile of resource %s failed (attempt %s, %s): %s", resource_id, attempt,
                 "transient" if retryable else "permanent", message)
 
