@@ -213,6 +213,8 @@ class Resource(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=32, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the observer last handed this resource out (it doesn't again for a few seconds).
+    nudged_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -219,12 +219,16 @@ def hand_out(now=None, *, limit: int = 500) -> list[int]:
     stale = now - timedelta(seconds=settings.HOIST_OBSERVER_NUDGE_AFTER_S)
     due = (
         Resource.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .filter(Q(next_check_at__lte=now) | Q(next_check_at__isnull=True, dirty_at__lt=stale))
+        .filter(Q(next_check_at__lte=now) | Q(dirty_at__lt=stale))
+        .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=now - timedelta(seconds=NUDGE_REPEAT_S)))
         .order_by("pk").values_list("pk", flat=True)[:limit]
     )
     ids = list(due)
     if ids:
-        Resource.objects.filter(pk__in=ids).update(next_check_at=now + timedelta(seconds=NUDGE_REPEAT_S))
+        # A due check is consumed (the reconcile schedules the next one); the queued
+        # reconcile marks the resource dirty, so a lost one is handed out again.
+        Resource.objects.filter(pk__in=ids).update(nudged_at=now)
+        Resource.objects.filter(pk__in=ids, next_check_at__lte=now).update(next_check_at=None)
         queue.enqueue_reconcile_many(ids)
     return ids
 

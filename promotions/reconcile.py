@@ -156,9 +156,11 @@ def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None
         row = Resource.objects.select_for_update().filter(pk=resource_id, claim_token=held.token).first()
         if row is None:
             return  # the lease ran out and another worker took over: it records
-        fields = {"claimed_until": None, "claim_token": ""}
-        if recheck_at is not None:
-            fields["next_check_at"] = recheck_at
+        # The next look: the one this reconcile asks for (a soak ending, a retry), or an
+        # earlier one still ahead that someone else scheduled (a soak started meanwhile).
+        ahead = row.next_check_at if row.next_check_at and row.next_check_at > timezone.now() else None
+        fields = {"claimed_until": None, "claim_token": "",
+                  "next_check_at": min(filter(None, (recheck_at, ahead)), default=None)}
         changed_since = row.dirty_at is not None and row.dirty_at > held.started
         if done and not changed_since:
             fields["dirty_at"] = None

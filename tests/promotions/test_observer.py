@@ -150,8 +150,9 @@ def test_a_live_claim_is_left_alone(transactional_db, web, settings, monkeypatch
     Resource.objects.filter(pk=web.pk).update(claimed_until=None)
     assert observer.hand_out() == [web.pk]
     assert observer.hand_out() == []  # not again before NUDGE_REPEAT_S
-    Resource.objects.filter(pk=web.pk).update(next_check_at=now - timedelta(seconds=1), dirty_at=None)
-    assert observer.hand_out() == [web.pk]  # due (a soak ending)
+    Resource.objects.filter(pk=web.pk).update(next_check_at=now - timedelta(seconds=1), dirty_at=None, nudged_at=None)
+    assert observer.hand_out() == [web.pk]  # due (a soak ending) …
+    assert Resource.objects.get(pk=web.pk).next_check_at is None  # … and consumed
 
 
 def test_only_one_observer_leads(transactional_db):
