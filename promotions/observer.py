@@ -163,7 +163,7 @@ class Handlers:
     def deleted(self, cluster_id: int, kind: str, obj: dict) -> None:
         ref = ref_of(obj)
         resource = resource_for(cluster_id, ref) if ref else None
-        if resource is None or not resource.current_image or _claimed(resource):
+        if resource is None or not resource.current_image:
             return
         if kind == "Deployment":
             with self.lock:
@@ -187,10 +187,9 @@ class Handlers:
             expected = expected.exclude(ports=[])
         elif kind not in ("Deployment", "ImageSource"):
             return
-        missing = [
-            r.pk for r in expected
-            if Ref(r.environment.project.slug, r.environment.slug, r.name) not in present and not _claimed(r)
-        ]
+        # Busy ones too: a repair forgets the applied config, so the reconcile running now
+        # (or the next) applies everything again.
+        missing = [r.pk for r in expected if Ref(r.environment.project.slug, r.environment.slug, r.name) not in present]
         for resource_id in missing:
             queue.enqueue_reconcile(resource_id, repair=True)
         if missing:

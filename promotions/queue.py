@@ -29,7 +29,14 @@ def mark_dirty(resource_ids: list[int]) -> None:
 
 
 def enqueue_reconcile(resource_id: int, *, repair: bool = False) -> None:
-    """Reconcile one resource; `repair` re-applies every object and records drift (as the sweep does)."""
+    """Reconcile one resource; `repair` re-applies every object and records drift (as the sweep does).
+
+    A repair also forgets the applied config's fingerprint, so whichever reconcile runs
+    next (this task, or another worker's that holds the resource now) applies every
+    object again: a repair asked for while the resource is busy is not lost.
+    """
+    if repair:
+        Resource.objects.filter(pk=resource_id).update(config_hash="")
     mark_dirty([resource_id])
     transaction.on_commit(
         lambda: async_task("promotions.tasks.reconcile_resource", resource_id, repair,

@@ -40,6 +40,10 @@ FIELD_NAMES = {
     "database_url": "config.database_url",
     "schedule": "config.schedule",
     "env": "config.env",
+    "follow": "config.follow",
+    "soak_seconds": "config.soak_seconds",
+    "rollback_on_failure": "config.rollback_on_failure",
+    "progress_deadline_seconds": "config.progress_deadline_seconds",
 }
 
 

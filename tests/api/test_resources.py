@@ -264,6 +264,11 @@ def test_config_changes_keep_secrets_unless_given(api, dev):
     ({"kind": "cronjob"}, "kind"),
     ({"config": {"replicas": -1}}, "config.replicas"),
     ({"config": {"ports": [70000]}}, "config.ports"),
+    ({"config": {"soak_seconds": -1}}, "config.soak_seconds"),
+    ({"config": {"soak_seconds": "10"}}, "config.soak_seconds"),
+    ({"config": {"progress_deadline_seconds": 0}}, "config.progress_deadline_seconds"),
+    ({"config": {"follow": "latest"}}, "config.follow"),
+    ({"config": {"rollback_on_failure": "yes"}}, "config.rollback_on_failure"),
     ({"source": {"digest": "latest"}}, "source.digest"),
     ({"source": {"type": "image"}}, "source.image"),
     ({"source": {"environment": "staging"}}, "source.resource"),  # into its own environment
@@ -336,3 +341,14 @@ def test_filters(api, dev, chain, staging):
     assert api["viewer"].get(resource_url(staging) + "?source=promote&binding=track_latest").json()["count"] == 1
     assert api["viewer"].get(resource_url(staging) + "?binding=pin_digest").json()["count"] == 0
     assert_error(api["viewer"].get(resource_url(staging) + "?binding=sometimes"), 400, "binding")
+
+
+def test_rollout_settings_are_changed_through_the_api(api, staging, chain):
+    etag = etag_of(api["maintainer"], staging, "web")
+    change = {"config": {"follow": "published", "soak_seconds": 300, "rollback_on_failure": True,
+                         "progress_deadline_seconds": 120}}
+    response = api["maintainer"].patch(resource_url(staging, "web"), change, format="json", HTTP_IF_MATCH=etag)
+    assert response.status_code == 200, response.json()
+    config = response.json()["config"]
+    assert {k: config[k] for k in change["config"]} == change["config"]
+

@@ -231,3 +231,42 @@ def test_add_variables_gives_more_empty_rows_keeping_what_was_typed(maintainer_c
     assert 'value="MODE"' in body and 'name="env-4-name"' in body
     staging_web.refresh_from_db()
     assert not staging_web.env_vars.exists()  # nothing saved
+
+
+def test_the_rollout_settings_are_edited_and_shown(maintainer_client, pipeline_world):
+    staging_web = pipeline_world["staging_web"]
+    body = maintainer_client.get(STAGING + "edit/").content.decode()
+    assert 'name="soak_seconds"' in body and 'name="rollback_on_failure"' in body and 'name="follow"' in body
+    response = maintainer_client.post(STAGING + "edit/", {
+        **edit_post(staging_web), "follow": "published", "soak_seconds": "120", "progress_deadline_seconds": "90",
+        "rollback_on_failure": "on", "action": "save"})
+    assert response.status_code == 302
+    staging_web.refresh_from_db()
+    assert (staging_web.follow, staging_web.soak_seconds, staging_web.progress_deadline_seconds,
+            staging_web.rollback_on_failure) == ("published", 120, 90, True)
+    page = maintainer_client.get(STAGING).content.decode()
+    assert "publishes" in page and "after 120 s healthy" in page
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("soak_seconds", "-5", "Soak seconds must be a whole number of seconds from 0 to 604800"),
+    ("progress_deadline_seconds", "0", "Progress deadline seconds must be a whole number of seconds from 1 to 86400"),
+    ("follow", "whatever", "Follow must be one of: healthy, published"),
+])
+def test_bad_rollout_settings_are_shown_next_to_their_field(maintainer_client, pipeline_world, field, value, message):
+    staging_web = pipeline_world["staging_web"]
+    response = maintainer_client.post(STAGING + "edit/", {**edit_post(staging_web), field: value, "action": "save"})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    staging_web.refresh_from_db()
+    assert (staging_web.follow, staging_web.soak_seconds, staging_web.progress_deadline_seconds) == ("healthy", 0, 600)
+
+
+def test_desired_and_running_are_both_shown_while_rolling_out(maintainer_client, pipeline_world):
+    prod_web = pipeline_world["prod_web"]
+    Resource.objects.filter(pk=prod_web.pk).update(
+        current_digest=digest(2), healthy_digest=digest(1), phase="progressing", rollout_ready=1, rollout_total=3)
+    page = maintainer_client.get(PROD).content.decode()
+    assert "rolling out 1/3" in page and digest(2) in page and digest(1) in page
+    pipeline = maintainer_client.get("/projects/shop/").content.decode()
+    assert "rolling out 1/3" in pipeline and f"runs <code>{digest(1)[7:19]}</code>" in pipeline
