@@ -590,10 +590,11 @@ def resource_update(
             setattr(locked, field, value)
         if plan["source_changed"]:
             # Sequences belong to the publishing resource: a new upstream (or a
-            # pin turned into track-latest) starts its own order. A person's
-            # change also lifts "not retried after a failed rollout".
+            # pin turned into track-latest) starts its own order.
             locked.applied_seq = 0
-            locked.failed_digest = ""
+        # A person's change (a new pin, or the config fix a crashing digest needed)
+        # lifts "not applied again after a failed rollout".
+        locked.failed_digest = ""
         locked.save()
         if plan["env"] is not None:
             _write_env(locked, plan["env"], replace=True)

@@ -42,7 +42,7 @@ from environments.models import Cluster, Kind, Phase, Resource
 from . import queue, rollout
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import ObserverLease
-from .reconcile import LABEL_PREFIX, publish_status
+from .reconcile import LABEL_PREFIX, claim, publish_status, release
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,13 @@ class Handlers:
             self._publish_healthy(recorded.resource)
 
     def _publish_healthy(self, resource: Resource) -> None:
-        resource = Resource.objects.select_related("environment__cluster", "environment__project").get(pk=resource.pk)
+        # Under a claim, like any reconcile: a worker applying something newer right now
+        # must not have its ImageSource status overwritten with this older news.
+        held = claim(resource.pk)
+        if held is None:
+            return  # the worker holding it writes the status (healthy now) and fans out itself
         try:
+            resource = Resource.objects.select_related("environment__cluster", "environment__project").get(pk=resource.pk)
             with ClusterClient.for_cluster(resource.environment.cluster) as kube:
                 publish_status(kube, resource, resource.current_image, resource.current_digest)
         except ClusterError as exc:
@@ -158,6 +163,8 @@ class Handlers:
             log.warning("could not publish the healthy status of %s: %s", resource, exc)
             queue.enqueue_reconcile(resource.pk, repair=True)
             return
+        finally:
+            release(resource.pk, held, done=False)
         rollout.fan_out(resource, healthy=True)
 
     def deleted(self, cluster_id: int, kind: str, obj: dict) -> None:

@@ -59,6 +59,8 @@ SKIPPED = "SkippedAfterOutage"
 MIRROR_LEASE_S = 600
 # After a transient failure (cluster or registry down), when the observer hands the work out again.
 RETRY_AFTER_S = 3
+# What `decide` read; a person changing any of it during a reconcile voids that reconcile's record.
+SOURCE_SNAPSHOT = ("source_type", "image", "promote_from_id", "binding", "pinned_digest")
 
 
 @dataclass
@@ -184,6 +186,8 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
     for attempt in range(1, attempts + 1):
         try:
             return reconcile_once(resource_id, sweep=sweep, batch=batch)
+        except LostClaim:
+            return None  # the worker that took over records
         except (ClusterError, RegistryError) as exc:
             skipped = getattr(exc, "reason", "") == SKIPPED
             final = not exc.retryable or attempt == attempts or skipped
@@ -221,20 +225,25 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             try:
                 target = decide(resource, kube, batch)
             except Waiting as waiting:
-                set_phase(resource.pk, Phase.WAITING, str(waiting))
-                done, recheck_at = True, waiting.recheck_at
-                return None
-            recheck_at = target.recheck_at
-            if not is_forward(resource, target):
-                done = True
-                return Outcome(changed=False, digest=resource.current_digest, note="stale candidate ignored")
-            if not sweep and target.digest == resource.failed_digest:
-                done = True
-                return Outcome(changed=False, digest=resource.current_digest, note="failed digest not retried")
+                if not (sweep and resource.current_image):
+                    set_phase(resource.pk, Phase.WAITING, str(waiting))
+                    done, recheck_at = True, waiting.recheck_at
+                    return None
+                # A repair puts back what ran, even when the upstream can't say what is next
+                # (its ImageSource went with the cluster that came back empty).
+                target, recheck_at = _what_runs(resource), waiting.recheck_at
+            recheck_at = target.recheck_at or recheck_at
+            if not is_forward(resource, target) or target.digest == resource.failed_digest:
+                if not (sweep and resource.current_image):
+                    done = True
+                    note = "stale candidate ignored" if not is_forward(resource, target) else "failed digest not retried"
+                    return Outcome(changed=False, digest=resource.current_digest, note=note)
+                target = _what_runs(resource)
             _mark_applying(resource, target)
             if _crosses_clusters(resource):
                 extend(resource.pk, held, MIRROR_LEASE_S)
             image = make_pullable(resource, target)
+            extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S)  # renewed (and back from a mirror's)
             drift = observe_drift(kube, resource) if sweep else None
             objects = desired_objects(resource, image, target.digest)
             fingerprint = config_hash(objects)
@@ -251,10 +260,10 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                     Resource.objects.filter(pk=resource.pk).update(applied_seq=target.sequence)
                 done = True
                 return Outcome(changed=False, digest=target.digest, note="up to date")
-            health = apply_objects(kube, resource, objects, target, image, plan)
+            health = apply_objects(kube, resource, objects, target, image, plan, held)
             outcome = record(resource, held, target, image, drift, health)
-            if outcome is not None:
-                _after_record(kube, resource, image, outcome)
+            if outcome is None and not Resource.objects.filter(pk=resource.pk).exists():
+                _clean_up_after(resource)  # deleted while this reconcile applied: take it out again
             done = outcome is not None
             return outcome
     except (ClusterError, RegistryError) as exc:
@@ -264,17 +273,22 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         else:
             done = True  # a 422, a digest the registry lacks: a person has to change something
         raise
+    except Exception:
+        recheck_at = timezone.now() + timedelta(seconds=RETRY_AFTER_S * 10)  # a bug or the database: not in a loop
+        raise
     finally:
         release(resource_id, held, recheck_at=recheck_at, done=done)
 
 
-def _after_record(kube: ClusterClient, resource: Resource, image: str, outcome: Outcome) -> None:
-    """Dependants that follow what just happened. (Their tasks are queued after this one's
-    writes: `record` committed already.)"""
-    if outcome.changed:
-        rollout.fan_out(resource, healthy=False)
-    if outcome.health == rollout.HEALTHY and (outcome.changed or outcome.note == "newly healthy"):
-        rollout.fan_out(resource, healthy=True)
+def _what_runs(resource: Resource) -> Target:
+    """What the resource was last applied with, as a target (a repair re-applies it)."""
+    return Target(resource.current_digest, resource.current_image, resource.applied_seq, None, None,
+                  Promotion.Reason.DRIFT)
+
+
+def _clean_up_after(resource: Resource) -> None:
+    env = resource.environment
+    queue.enqueue_cleanup(env.cluster_id, env.namespace, env.project.slug, env.slug, resource.name)
 
 
 # --- step 1: decide ----------------------------------------------------------------------------
@@ -305,10 +319,13 @@ def _rollback_if_failed(resource: Resource, target: Target) -> Target:
     if not resource.failed_digest or target.digest != resource.failed_digest:
         return target
     if resource.rollback_on_failure and resource.healthy_digest and resource.healthy_digest != target.digest:
-        repository = resource.current_image.rpartition("@")[0] or target.image.rpartition("@")[0]
         artifact = Artifact.objects.filter(
             Q(resource=resource) | Q(resource_id=resource.promote_from_id), digest=resource.healthy_digest,
         ).order_by("-sequence").first()
+        # Where it ran from: across clusters that is the central mirror path (the same
+        # for every digest of this upstream); else the artifact's own repository.
+        repository = (resource.current_image.rpartition("@")[0] if _crosses_clusters(resource) or artifact is None
+                      else artifact.repository)
         return Target(
             digest=resource.healthy_digest, image=f"{repository}@{resource.healthy_digest}",
             sequence=resource.applied_seq if target.sequence else 0, source_artifact=artifact,
@@ -626,8 +643,15 @@ def config_hash(objects: dict[str, dict | None]) -> str:
 API_VERSIONS = {"Secret": "v1", "Deployment": "apps/v1", "Service": "v1", "Ingress": "networking.k8s.io/v1"}
 
 
+class LostClaim(ClusterError):
+    """Another worker took the resource over (this one's lease ran out): stop, it records."""
+
+    def __init__(self):
+        super().__init__("the claim on this resource ran out and another worker took over", retryable=False)
+
+
 def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target: Target, image: str,
-                  plan: Plan) -> rollout.Health:
+                  plan: Plan, held: Claim | None = None) -> rollout.Health:
     """Apply what the plan says changed, read the rollout, then publish to dependants.
 
     The Deployment is applied whenever the image or config changed; Secret,
@@ -647,7 +671,7 @@ def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target
         else:
             _apply_in_namespace(kube, resource, obj)
     health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
-    own = own_artifact(resource, target, image, plan)
+    own = own_artifact(resource, target, image, plan, held)
     if health.state == rollout.HEALTHY and health.image == image and own is not None:
         # It runs: what same-cluster dependants that follow "healthy" may take now.
         Artifact.objects.filter(resource=resource, digest=target.digest, healthy_at__isnull=True).update(healthy_at=timezone.now())
@@ -710,7 +734,7 @@ def observe_drift(kube: ClusterClient, resource: Resource) -> str | None:
 # --- step 4: record ----------------------------------------------------------------------------
 
 
-def own_artifact(resource: Resource, target: Target, image: str, plan: Plan) -> Artifact | None:
+def own_artifact(resource: Resource, target: Target, image: str, plan: Plan, held: Claim | None = None) -> Artifact | None:
     """What this resource publishes to its own dependants.
 
     An image source publishes its own artifacts; a promoted resource
@@ -724,6 +748,8 @@ def own_artifact(resource: Resource, target: Target, image: str, plan: Plan) -> 
         return latest  # a config change, a repair, or a retry of this very apply
     with transaction.atomic():
         locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        if held is not None and locked.claim_token != held.token:
+            raise LostClaim()  # a publish in this resource's order must come from its holder
         sequence = locked.artifact_seq + 1
         Resource.objects.filter(pk=resource.pk).update(artifact_seq=sequence)
         resource.artifact_seq = sequence
@@ -743,6 +769,10 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
         locked = Resource.objects.select_for_update().filter(pk=resource.pk).first()
         if locked is None or locked.claim_token != held.token:
             log.warning("reconcile of %s lost its claim before recording; the worker that took over records", resource)
+            return None
+        if any(getattr(locked, f) != getattr(resource, f) for f in SOURCE_SNAPSHOT):
+            # A person changed the source while this ran (claims are not row locks): what was
+            # decided no longer holds. Their change marked it dirty: it is reconciled again.
             return None
         if target.sequence and target.sequence < locked.applied_seq:
             return None
@@ -773,10 +803,10 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
                 artifact=target.source_artifact,
                 actor_label=f"rollback: {previous[:19]}… failed" if target.reason == Promotion.Reason.ROLLBACK else "Hoist",
             )
-        fields = {
-            "current_digest": target.digest, "current_image": image, "reconciled_at": now,
-            "config_hash": resource.config_hash, "phase": Phase.PROGRESSING, "message": "rolling out",
-        }
+        fields = {"current_digest": target.digest, "current_image": image, "reconciled_at": now,
+                  "config_hash": resource.config_hash}
+        if changed or locked.phase != Phase.READY or locked.healthy_digest != target.digest:
+            fields.update(phase=Phase.PROGRESSING, message="rolling out")  # else: still healthy (a sweep, a config change)
         if target.sequence:
             fields["applied_seq"] = target.sequence
         if target.reason == Promotion.Reason.ROLLBACK or changed:
@@ -785,6 +815,11 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
         for name, value in fields.items():
             setattr(resource, name, value)
         recorded = rollout.record(resource.pk, health, claim_token=held.token)
+        # Dependants that follow what just happened, queued on commit with this record.
+        if changed:
+            rollout.fan_out(resource, healthy=False)
+        if recorded.became == rollout.HEALTHY:
+            rollout.fan_out(resource, healthy=True)
     note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
     return Outcome(changed=changed, digest=target.digest, health=health.state, note=note)
 

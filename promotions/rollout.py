@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from environments.models import Artifact, Binding, Follow, Phase, Resource
@@ -61,10 +63,14 @@ def assess(deployment: dict | None, container: str) -> Health:
     replicas = int(status.get("replicas", 0))
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
     ready = min(updated, available)
+    # Nothing in the status speaks of this spec until the controller has observed it (a
+    # previous rollout's ProgressDeadlineExceeded must not fail the next one).
+    if int(status.get("observedGeneration", 0)) < int(meta.get("generation", 1)):
+        return Health(PROGRESSING, image, 0, total)
     progressing = conditions.get("Progressing") or {}
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Health(FAILED, image, ready, total, progressing.get("message") or "ProgressDeadlineExceeded")
-    caught_up = int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 1))
+    caught_up = True
     available_ok = total == 0 or (conditions.get("Available") or {}).get("status") == "True"
     if caught_up and updated == total and available == total and replicas == total and available_ok:
         return Health(HEALTHY, image, total, total)
@@ -103,16 +109,25 @@ def record(resource_id: int, health: Health, *, claim_token: str = "") -> Record
                 fields.update(phase=Phase.READY, message="", healthy_digest=digest, healthy_at=now)
                 if resource.failed_digest == digest:
                     fields["failed_digest"] = ""
-                _promotions_healthy(resource, digest, now)
                 Artifact.objects.filter(resource=resource, digest=digest, healthy_at__isnull=True).update(healthy_at=now)
+            # Also a repair's drift promotion on a resource that stayed healthy.
+            _promotions_healthy(resource, digest, now)
         elif health.state == FAILED:
-            if resource.phase != Phase.FAILED or resource.failed_digest != digest:
+            rollback_failed = bool(resource.failed_digest) and digest == resource.healthy_digest
+            if resource.phase != Phase.FAILED or (resource.failed_digest != digest and not rollback_failed):
                 became = FAILED
-                fields.update(phase=Phase.FAILED, message=f"Rollout of {digest[:19]}… failed: {health.message}"[:2000],
-                              failed_digest=digest)
+                message = f"Rollout of {digest[:19]}… failed: {health.message}"
+                if rollback_failed:
+                    # The rollback target failed too: keep remembering the first failure (else the
+                    # two would take turns forever) and leave it to a person.
+                    message = f"Rollback to {digest[:19]}… failed too: {health.message}"
+                else:
+                    fields["failed_digest"] = digest
+                fields.update(phase=Phase.FAILED, message=message[:2000])
                 Promotion.objects.filter(resource=resource, status__in=Promotion.OPEN, to_digest=digest).update(
                     status=Promotion.Status.FAILED, error=health.message[:2000])
-                if resource.rollback_on_failure and resource.healthy_digest and resource.healthy_digest != digest:
+                if (resource.rollback_on_failure and not rollback_failed and resource.healthy_digest
+                        and resource.healthy_digest != digest):
                     fields["dirty_at"] = now  # the reconcile rolls back to the last healthy digest
         else:
             if resource.phase not in (Phase.FAILED,) or resource.failed_digest != digest:
@@ -187,5 +202,8 @@ def fan_out(resource: Resource, *, healthy: bool) -> None:
     following = dependants.filter(follow=Follow.HEALTHY)
     now = timezone.now()
     for soak in following.filter(soak_seconds__gt=0).order_by().values_list("soak_seconds", flat=True).distinct():
-        following.filter(soak_seconds=soak).update(next_check_at=now + timedelta(seconds=soak))
+        # An earlier check already scheduled (an older build still soaking) stays first.
+        at = now + timedelta(seconds=soak)
+        when = Value(at, output_field=DateTimeField())
+        following.filter(soak_seconds=soak).update(next_check_at=Least(Coalesce(F("next_check_at"), when), when))
     queue.enqueue_reconcile_many(list(following.filter(soak_seconds=0).order_by("pk").values_list("pk", flat=True)))
