@@ -117,8 +117,8 @@ def recovery_worker_kill(world, api_url, watch, processes) -> dict:
 
 def drift_repair(world, api_url, watch) -> dict:
     namespace, name = world["env"]["staging"].namespace, world["followers"][0].name
-    resource = type(world["followers"][0]).objects.get(pk=world["followers"][0].pk)
-    hoists = resource.current_digest
+    live = httpx.get(f"{api_url}/apis/apps/v1/namespaces/{namespace}/deployments/{name}").json()
+    hoists = live["spec"]["template"]["spec"]["containers"][0]["image"].rpartition("@")[2]  # what Hoist applied
     samples = []
     for n in range(5):
         bogus = _digest(f"hand-edit-{n}-{time.time()}")
