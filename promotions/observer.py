@@ -137,7 +137,11 @@ class Handlers:
             self.deployments[resource.pk] = (cluster_id, obj)
         health = rollout.assess(obj, resource.name)
         if resource.current_image and health.image and health.image != resource.current_image:
-            if not _claimed(resource):
+            # Hoist's own applies carry the digest they set in an annotation; while a reconcile
+            # holds the resource, an image that matches it is that reconcile's, not drift.
+            annotated = ((obj.get("metadata") or {}).get("annotations") or {}).get(f"{LABEL_PREFIX}/digest", "")
+            ours = bool(annotated) and health.image.endswith("@" + annotated)
+            if not (ours and _claimed(resource)):
                 log.info("%s runs %s, not %s: repairing", resource, health.image, resource.current_image)
                 queue.enqueue_reconcile(resource.pk, repair=True)
             return
