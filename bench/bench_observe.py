@@ -99,6 +99,22 @@ def _targets(world) -> list[tuple[str, str]]:
     return [(staging, f.name) for f in world["followers"]]
 
 
+def _settle(timeout: float = 30.0) -> float:
+    """Wait until nothing is queued, dirty or claimed (each scenario starts from rest)."""
+    from django_q.models import OrmQ
+
+    from environments.models import Resource
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        busy = OrmQ.objects.exists() or Resource.objects.filter(dirty_at__isnull=False).exists()
+        if not busy:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return time.monotonic() - t0
+
+
 def recovery_worker_kill(world, api_url, watch, processes) -> dict:
     from environments import services
 
@@ -132,7 +148,8 @@ def drift_repair(world, api_url, watch) -> dict:
         samples.append(repaired - t0)
         time.sleep(0.3)
     return {"edits": len(samples), "repaired_s": round(max(samples), 3),
-            "repaired_median_s": round(sorted(samples)[len(samples) // 2], 3)}
+            "repaired_median_s": round(sorted(samples)[len(samples) // 2], 3),
+            "repaired_each_s": [round(x, 3) for x in samples]}
 
 
 def failed_rollout(world, api_url, watch) -> dict:
@@ -217,11 +234,12 @@ def run() -> dict:
         watch.wait_for([(ns, name, seed) for ns, name in _targets(world)], TIMEOUT_S)
         watch.wait_for([(world["env"]["staging"].namespace, "app", seed)], TIMEOUT_S)
         time.sleep(1.0)
-        results = {
-            "recovery_worker_kill": recovery_worker_kill(world, api_url, watch, processes),
-            "drift_repair": drift_repair(world, api_url, watch),
-            "failed_rollout": failed_rollout(world, api_url, watch),
-        }
+        results = {"recovery_worker_kill": recovery_worker_kill(world, api_url, watch, processes)}
+        _settle()
+        results["drift_repair"] = drift_repair(world, api_url, watch)
+        _settle()
+        results["failed_rollout"] = failed_rollout(world, api_url, watch)
+        _settle()
         results["recovery_cluster_restart"] = recovery_cluster_restart(world, api_url, watch, processes)
         return results
     finally:
