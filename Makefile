@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Parallel test workers; the suite is safe under xdist (per-worker databases, sandboxes, registries).
 TEST_WORKERS ?= 2
 
-.PHONY: run test bench venv check clean
+.PHONY: run test bench smoke venv check clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# Production smoke test: gunicorn (DEBUG off), PostgreSQL, the Redis broker, two workers,
+# the observer, a sandbox cluster and a registry; see deploy/smoke.py.
+smoke: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python deploy/smoke.py
 
 bench: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(BIN)/python -m bench

@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 
 
@@ -8,3 +10,9 @@ class PromotionsConfig(AppConfig):
     def ready(self):
         # The engine subscribes to what desired state announces (environments.signals).
         from . import receivers  # noqa: F401
+
+        if len(sys.argv) > 1 and sys.argv[1] in ("qcluster", "observe"):
+            # A worker or the observer has no web server: its counters get a port of their own.
+            from .metrics import serve_process_metrics
+
+            serve_process_metrics()

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from environments.models import Cluster, Resource
 
+from . import metrics
 from .registry import InvalidReference, RegistryClient, RegistryError, parse_reference
 
 _client: RegistryClient | None = None
@@ -33,7 +34,8 @@ def client() -> RegistryClient:
     global _client
     with _client_lock:
         if _client is None:
-            _client = RegistryClient(_credentials, insecure_hosts=settings.HOIST_INSECURE_REGISTRIES)
+            _client = RegistryClient(_credentials, insecure_hosts=settings.HOIST_INSECURE_REGISTRIES,
+                                     on_response=metrics.registry_response)
         return _client
 
 

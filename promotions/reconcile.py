@@ -46,7 +46,7 @@ from django.utils import timezone
 from environments.models import Artifact, Binding, Cluster, Follow, Kind, Phase, Resource, SourceType
 from environments.selectors import latest_artifact
 
-from . import mirror, queue, rollout
+from . import metrics, mirror, queue, rollout
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import Promotion
 from .registry import RegistryError, parse_reference
@@ -183,12 +183,15 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
     net). A permanent one marks it failed.
     """
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
+    cluster = Cluster.objects.filter(environments__resources=resource_id).values_list("name", flat=True).first() or "?"
     for attempt in range(1, attempts + 1):
+        metrics.reconcile_attempt(cluster)
         try:
             return reconcile_once(resource_id, sweep=sweep, batch=batch)
         except LostClaim:
             return None  # the worker that took over records
         except (ClusterError, RegistryError) as exc:
+            metrics.reconcile_failure(cluster, exc.retryable)
             skipped = getattr(exc, "reason", "") == SKIPPED
             final = not exc.retryable or attempt == attempts or skipped
             record_failure(resource_id, exc, attempt=attempt, final=final)
@@ -821,6 +824,11 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
         if recorded.became == rollout.HEALTHY:
             rollout.fan_out(resource, healthy=True)
     note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
+    if changed or note or drift is not None:
+        promotion = Promotion.objects.filter(resource=resource, to_digest=target.digest).order_by("-id").values_list("pk", flat=True).first()
+        log.info("applied %s to %s (%s)", target.digest[:19], resource, health.summary,
+                 extra={"resource": str(resource), "promotion": promotion, "digest": target.digest,
+                        "previous_digest": previous, "reason": target.reason, "rollout": health.state})
     return Outcome(changed=changed, digest=target.digest, health=health.state, note=note)
 
 

@@ -292,6 +292,7 @@ class RegistryClient:
         chunk_size: int = 1024 * 1024,
         user_agent: str = "hoist-registry-client/1",
         http_client: httpx.Client | None = None,
+        on_response: Callable[[str, str], None] | None = None,
     ):
         self._credentials = credentials
         self._insecure = {h.lower() for h in insecure_hosts}
@@ -310,6 +311,15 @@ class RegistryClient:
         self._challenges: dict[str, _Challenge] = {}  # host → how it asked us to authenticate
         self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}  # (host, scopes) → (token, expiry)
         self._request_count = 0
+        # Told (host, status) of every request, "error" when no answer came: for metrics.
+        self._on_response = on_response
+
+    def _observed(self, host: str, status: str) -> None:
+        if self._on_response is not None:
+            try:
+                self._on_response(host, status)
+            except Exception:  # metrics must never break a copy
+                pass
 
     # -- lifecycle
     def close(self) -> None:
@@ -461,11 +471,14 @@ class RegistryClient:
                 request = self._http.build_request(method, url, headers=hdrs, content=content, **extra)
                 resp = self._http.send(request, stream=stream, follow_redirects=follow_redirects)
             except httpx.TimeoutException as e:
+                self._observed(host, "timeout")
                 raise RegistryError(f"registry {host} timed out while {what}", retryable=True) from e
             except httpx.TransportError as e:
+                self._observed(host, "error")
                 raise RegistryError(f"could not reach registry {host} while {what}: {e or type(e).__name__}", retryable=True) from e
             finally:
                 self._count()
+            self._observed(host, str(resp.status_code))
             if resp.status_code != 401 or answered or not replayable:
                 return resp
             challenge = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))

@@ -137,6 +137,9 @@ def record(resource_id: int, health: Health, *, claim_token: str = "") -> Record
         Resource.objects.filter(pk=resource.pk).update(**fields)
         if became == FAILED and "dirty_at" in fields:
             queue.enqueue_reconcile(resource.pk)
+    if became:
+        log.info("%s is %s on %s", resource, became, digest[:19],
+                 extra={"resource": str(resource), "digest": digest, "rollout": became, "detail": health.message})
     return Recorded(became=became, resource=resource)
 
 
