@@ -74,10 +74,12 @@ INSTALLED_APPS = [
     "promotions",
     "web",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
 ]
 
 MIDDLEWARE = [
+    "core.health.ProbeMiddleware",  # probes come by pod IP over HTTP: before host checks and redirects
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,6 +164,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("HOIST
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus scrapes in-cluster over HTTP
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
@@ -205,6 +208,10 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # The docs UIs load their JavaScript/CSS from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2: the ORM broker by default (nothing extra to run); set REDIS_URL to
@@ -238,6 +245,8 @@ HOIST_CENTRAL_REGISTRY_PASSWORD = os.environ.get("HOIST_CENTRAL_REGISTRY_PASSWOR
 HOIST_INSECURE_REGISTRIES = env_list("HOIST_INSECURE_REGISTRIES")
 # Shared secret registries send (Authorization: Bearer …) to /hooks/registry/; unset closes the receiver.
 HOIST_WEBHOOK_TOKEN = os.environ.get("HOIST_WEBHOOK_TOKEN", "")
+# Bearer token Prometheus sends to /metrics; unset: /metrics answers only with DEBUG on.
+HOIST_METRICS_TOKEN = os.environ.get("HOIST_METRICS_TOKEN", "")
 # Reconcile: attempts within one task before leaving a transient failure to the sweep.
 HOIST_RECONCILE_ATTEMPTS = int(os.environ.get("HOIST_RECONCILE_ATTEMPTS", "4"))
 HOIST_RECONCILE_BACKOFF_S = float(os.environ.get("HOIST_RECONCILE_BACKOFF_S", "0.5"))
@@ -253,8 +262,13 @@ HOIST_OBSERVER_NUDGE_AFTER_S = float(os.environ.get("HOIST_OBSERVER_NUDGE_AFTER_
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "core.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JSONFormatter"},
+    },
+    # HOIST_LOG_FORMAT=json: one JSON object per line (resource, promotion, digest as fields).
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": "json" if os.environ.get("HOIST_LOG_FORMAT", "").lower() == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
