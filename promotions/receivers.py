@@ -41,8 +41,10 @@ def record_change(*, resource: Resource, reason: str, to_digest: str = "", artif
 
 @receiver(signals.reconcile_requested, dispatch_uid="promotions.reconcile_requested")
 def reconcile_requested(*, resource_ids: list[int], **_) -> None:
+    # A person asking for a reconcile wants everything put back, whatever Hoist believes
+    # (an object deleted by hand, a cluster that came back empty): a repair.
     for resource_id in resource_ids:
-        queue.enqueue_reconcile(resource_id)
+        queue.enqueue_reconcile(resource_id, repair=True)
 
 
 @receiver(signals.resource_removed, dispatch_uid="promotions.cleanup")

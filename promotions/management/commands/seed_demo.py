@@ -1,7 +1,11 @@
 """Create (or refresh) the demo: a project with dev → staging → prod and an admin login.
 
-Idempotent: running it again updates cluster URLs (sandbox ports change
-between runs) and keeps everything else.
+Idempotent: running it again updates what names the sandbox and registry
+ports (cluster URLs and registries, and dev/web's image when it names another
+registry than cluster-a's now), keeps everything else (prod/web's pin too), and
+asks for a reconcile of every resource of the demo project (the sandbox
+clusters start empty on every run). Every write goes through the services, as
+the "command" door.
 """
 
 import secrets
@@ -13,6 +17,7 @@ from django.db import transaction
 from core import doors
 from environments import services as env_services
 from environments.models import Binding, Cluster, Environment, Resource, SourceType
+from environments.references import InvalidReference, parse_reference
 from projects import services as project_services
 from projects.models import Membership, Project, Role
 
@@ -57,6 +62,7 @@ class Command(BaseCommand):
             dev_web = self._resource(envs["dev"], name="web", source_type=SourceType.IMAGE, image=options["image"],
                                      ports=[8080], replicas=1, ingress_host="web.dev.shop.example.com",
                                      env=[{"name": "MODE", "value": "dev"}])
+            dev_web = self._follow_registry(dev_web, registry=registries.get(first.slug, ""), image=options["image"])
             staging_web = self._resource(envs["staging"], name="web", source_type=SourceType.PROMOTE, promote_from=dev_web,
                                          binding=Binding.TRACK_LATEST, ports=[8080], replicas=2,
                                          ingress_host="web.staging.shop.example.com", env=[{"name": "MODE", "value": "staging"}])
@@ -65,6 +71,9 @@ class Command(BaseCommand):
                            ports=[8080], replicas=3, ingress_host="web.shop.example.com",
                            database_url="postgres://shop:change-me@db.prod.internal/shop",
                            env=[{"name": "MODE", "value": "prod"}])
+            # The sandbox clusters start empty: fill them now, not at the next sweep.
+            for resource in Resource.objects.filter(environment__project=project).order_by("pk"):
+                env_services.reconcile_request(resource=resource)
         self.stdout.write(f"login: {options['username']} / {password}")
 
     def _first_digest(self, resource):
@@ -93,6 +102,23 @@ class Command(BaseCommand):
         if cluster is None:
             return env_services.cluster_create(name=slug, slug=slug, api_url=url, registry=registry)
         return env_services.cluster_update(cluster=cluster, api_url=url, registry=registry or cluster.registry)
+
+    def _follow_registry(self, resource, *, registry, image):
+        """Point dev/web at `image` when it names another registry than `registry` (cluster-a's now).
+
+        Only when `image` itself is on that registry (what rundemo passes): a run
+        without registries, or a seed by hand without --image, changes nothing.
+        A new reference by tag: the reconciler resolves it and publishes the digest.
+        """
+        if not registry or resource.source_type != SourceType.IMAGE:
+            return resource
+        try:
+            current, wanted = parse_reference(resource.image).registry, parse_reference(image).registry
+        except InvalidReference:
+            return resource
+        if current == registry.lower() or wanted != registry.lower():
+            return resource
+        return env_services.resource_update(resource=resource, image=image)
 
     def _resource(self, environment, name, **arguments):
         existing = Resource.objects.filter(environment=environment, name=name).first()
