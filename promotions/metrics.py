@@ -7,7 +7,8 @@ Two kinds, because Hoist runs as several processes (web, workers, observer):
   publish→healthy latency histograms, resources by phase, the queue's depth,
   webhook deliveries by outcome (from the audit trail);
 - what happens inside a process is counted where it happens: registry
-  requests by host and status, reconcile attempts and failures by cluster.
+  requests by host and status, reconcile attempts and failures by cluster,
+  webhook deliveries by outcome and their events.
   The web process serves them at `/metrics`; a worker or the observer
   serves its own on `HOIST_METRICS_PORT` (a sidecar port, as Prometheus'
   conventions have it). With `PROMETHEUS_MULTIPROC_DIR` set, the processes
@@ -40,10 +41,20 @@ REGISTRY_REQUESTS = Counter("hoist_registry_requests", "Requests Hoist sent to c
 RECONCILE_ATTEMPTS = Counter("hoist_reconcile_attempts", "Reconcile attempts, by cluster.", ["cluster"])
 RECONCILE_FAILURES = Counter("hoist_reconcile_failures", "Failed reconcile attempts, by cluster and kind.",
                              ["cluster", "kind"])
+WEBHOOK_DELIVERIES = Counter("hoist_webhook_deliveries", "Registry webhook deliveries, by outcome.", ["outcome"])
+WEBHOOK_EVENTS = Counter("hoist_webhook_events", "Events in accepted webhook deliveries, by what Hoist did.", ["result"])
 
 
 def registry_response(host: str, status: str) -> None:
     REGISTRY_REQUESTS.labels(host=host, status=status).inc()
+
+
+def webhook_delivery(outcome: str, *, events: int = 0, ignored: int = 0) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+    if events:
+        WEBHOOK_EVENTS.labels(result="published").inc(events)
+    if ignored:
+        WEBHOOK_EVENTS.labels(result="ignored").inc(ignored)
 
 
 def reconcile_attempt(cluster: str) -> None:
@@ -118,7 +129,7 @@ def build_registry(*, with_database: bool = True) -> CollectorRegistry:
     else:
         from prometheus_client import REGISTRY
 
-        for collector in (REGISTRY_REQUESTS, RECONCILE_ATTEMPTS, RECONCILE_FAILURES):
+        for collector in (REGISTRY_REQUESTS, RECONCILE_ATTEMPTS, RECONCILE_FAILURES, WEBHOOK_DELIVERIES, WEBHOOK_EVENTS):
             registry.register(collector)
     if with_database:
         registry.register(DatabaseCollector())

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from environments import selectors, services
 from environments.models import Artifact, Resource, SourceType
 
+from . import metrics
 from .registry import MANIFEST_MEDIA_TYPES, is_digest, parse_reference
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ def _candidates(host: str, repository: str) -> list[tuple[Resource, str]]:
 @require_POST
 def registry_notifications(request):
     if not _authorised(request):
+        metrics.webhook_delivery("unauthorized")
         return _error(401, "authorization", "Missing or wrong bearer token for the registry webhook.")
     if len(request.body) > MAX_BODY:
+        metrics.webhook_delivery("too_large")
         return _error(413, "body", f"Notification bodies are limited to {MAX_BODY} bytes.")
     try:
         envelope = json.loads(request.body)
@@ -72,6 +75,7 @@ def registry_notifications(request):
         if not isinstance(events, list):
             raise TypeError("events is not a list")
     except (ValueError, KeyError, TypeError) as exc:
+        metrics.webhook_delivery("bad_request")
         return _error(400, "events", f"Expected a JSON notification envelope with an 'events' list ({exc}).")
 
     host_hint = request.GET.get("registry", "")
@@ -104,4 +108,5 @@ def registry_notifications(request):
             published.append({"resource": str(resource), "digest": digest, "sequence": artifact.sequence})
         if not matched:
             ignored += 1
+    metrics.webhook_delivery("accepted", events=len(published), ignored=ignored)
     return JsonResponse({"published": published, "ignored": ignored}, status=202)

@@ -86,9 +86,16 @@ def test_webhook_deliveries_are_counted_from_the_audit_trail(client, dev, make_r
     body = {"events": [{"id": "e1", "action": "push", "request": {"host": "registry.a.example"}, "target": {
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": digest(1),
         "repository": "shop/web", "tag": "main"}}]}
+    before = scrape(client)
     client.post("/hooks/registry/?registry=registry.a.example", json.dumps(body), content_type="application/json",
                 HTTP_AUTHORIZATION="Bearer hook")
-    assert value(scrape(client), 'hoist_webhook_publishes{outcome="ok"}') == 1
+    client.post("/hooks/registry/?registry=registry.a.example", "{}", content_type="application/json",
+                HTTP_AUTHORIZATION="Bearer wrong")
+    after = scrape(client)
+    assert value(after, 'hoist_webhook_publishes{outcome="ok"}') == 1
+    for key in ('hoist_webhook_deliveries_total{outcome="accepted"}', 'hoist_webhook_deliveries_total{outcome="unauthorized"}',
+                'hoist_webhook_events_total{result="published"}'):
+        assert value(after, key) == value(before, key) + 1, key
 
 
 def test_json_logs_carry_the_event_fields():
