@@ -127,8 +127,6 @@ def build_registry(*, with_database: bool = True) -> CollectorRegistry:
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY
-
         for collector in (REGISTRY_REQUESTS, RECONCILE_ATTEMPTS, RECONCILE_FAILURES, WEBHOOK_DELIVERIES, WEBHOOK_EVENTS):
             registry.register(collector)
     if with_database:

@@ -36,7 +36,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -470,25 +470,6 @@ def _check_published(upstream: Resource, latest: dict) -> Artifact | None:
             f"ImageSource {upstream.environment.namespace}/{upstream.name} says publish #{sequence} is {ref.digest}, "
             f"but Hoist recorded {recorded.digest}; refusing to promote from it", retryable=False)
     return recorded
-
-
-def _same_cluster(resource: Resource, upstream: Resource) -> bool:
-    return resource.environment.cluster_id == upstream.environment.cluster_id
-
-
-def _repository_of(resource: Resource) -> str:
-    """Where `resource`'s images live: its latest artifact's repository, else its source's."""
-    seen = set()
-    node = resource
-    while node is not None and node.pk not in seen:
-        seen.add(node.pk)
-        latest = node.artifacts.order_by("-sequence").first()
-        if latest is not None:
-            return latest.repository
-        if node.source_type == SourceType.IMAGE:
-            return parse_reference(node.image).name
-        node = node.promote_from
-    raise Waiting(f"{resource} has no image repository yet.")
 
 
 def _same_cluster(resource: Resource, upstream: Resource) -> bool:

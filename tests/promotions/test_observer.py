@@ -18,7 +18,7 @@ from django_q.conf import Conf
 from kubernetes import client as k8s
 
 from environments.models import Phase, Resource
-from promotions import observer, reconcile, rollout
+from promotions import observer, reconcile
 from promotions.models import ObserverLease, Promotion
 from tests.fixtures.domain import digest
 
