@@ -8,13 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
-        return " ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
+from .errors import refusal_text as error_text  # noqa: F401 (the admin's name; messages read as the audit trail does)
 
 
 def attach_errors(form: forms.Form, exc: Exception) -> None:

@@ -32,6 +32,7 @@ from django.db import DatabaseError, transaction
 from django.db.transaction import TransactionManagementError
 
 from core import doors
+from core.errors import refusal_text
 
 from .models import ApiToken, AuditEntry, Project
 
@@ -61,15 +62,6 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(item) for item in value]
     return value
-
-
-def refusal_text(exc: Exception) -> str:
-    """A refusal as one line, as the caller reads it (field: message …)."""
-    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
-        return " ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
 
 
 def client_ip(request) -> str | None:
