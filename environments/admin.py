@@ -309,6 +309,10 @@ class ResourceAdmin(ServiceAdmin):
 
     def save_related(self, request, form, formsets, change):
         # Env vars go through the service too, so secrets are handled one way everywhere.
+        # What is stored decides what a blank value means (the inline forms' own instances
+        # already carry the posted flags): a stored secret left blank keeps its value, and
+        # the service refuses to make it plain without a new one.
+        saved = {var.name: var for var in EnvVar.objects.filter(resource=form.instance)}
         env = []
         for formset in formsets:
             for inline_form in formset.forms:
@@ -316,11 +320,12 @@ class ResourceAdmin(ServiceAdmin):
                 if not data or data.get("DELETE") or not data.get("name"):
                     continue
                 value = data.get("value") or ""
-                keeps_secret = inline_form.instance.pk and inline_form.instance.secret and not value
+                before = saved.get(data["name"])
+                keeps_secret = before is not None and before.secret and not value
                 env.append({"name": data["name"], "value": None if keeps_secret else value, "secret": bool(data.get("secret"))})
         for formset in formsets:  # what the admin's change message reads
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-        stored = [{"name": v.name, "value": None if v.secret else v.value, "secret": v.secret} for v in form.instance.env_vars.all()]
+        stored = [{"name": v.name, "value": None if v.secret else v.value, "secret": v.secret} for v in saved.values()]
         if env == stored:
             return  # nothing changed in the inline: no second write, no second audit entry
         try:

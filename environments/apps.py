@@ -2,5 +2,8 @@ from django.apps import AppConfig
 
 
 class EnvironmentsConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'environments'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "environments"
+
+    def ready(self):
+        from . import checks  # noqa: F401 (registers the system checks)

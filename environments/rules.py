@@ -72,10 +72,16 @@ def check_kubeconfig(text: str) -> str:
     if not isinstance(parsed, dict) or not parsed.get("clusters"):
         raise error("kubeconfig", "A kubeconfig needs at least one entry under 'clusters'.")
     forbidden = {"exec", "auth-provider", "tokenFile", "client-certificate", "client-key", "certificate-authority"}
-    for section in ("users", "clusters"):
-        for entry in parsed.get(section) or []:
-            body = (entry or {}).get("user" if section == "users" else "cluster") or {}
-            found = sorted(forbidden & set(body)) if isinstance(body, dict) else []
+    for section in ("users", "clusters", "contexts"):
+        entries = parsed.get(section) or []
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise error("kubeconfig", f"'{section}' must be a list of entries with a name, as kubectl writes it.")
+        inner = {"users": "user", "clusters": "cluster", "contexts": "context"}[section]
+        for entry in entries:
+            body = entry.get(inner) or {}
+            if not isinstance(body, dict):
+                raise error("kubeconfig", f"{section[:-1]} {str(entry.get('name', '?'))[:60]!r}: '{inner}' must be a mapping.")
+            found = sorted(forbidden & set(body))
             if found:
                 raise error(
                     "kubeconfig",

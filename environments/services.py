@@ -426,6 +426,17 @@ def _lock_project(project_id: int) -> None:
     Project.objects.select_for_update().filter(pk=project_id).first()
 
 
+def check_secrets_stay_secret(errors: Errors, resource: Resource | None, env: list[dict] | None) -> None:
+    """A stored secret becomes a plain variable only with a new value: its old value is never
+    revealed (to viewers, pages, the API or the Deployment). The same rule at every door."""
+    if resource is None or resource.pk is None or not env:
+        return
+    secrets = {var.name for var in resource.env_vars.all() if var.secret}
+    for item in env:
+        if item["name"] in secrets and not item["secret"] and item["value"] is None:
+            errors.add("env", f"Give {item['name']} a new value to make it non-secret: a saved secret is never shown again.")
+
+
 def _write_env(resource: Resource, env: list[dict], replace: bool) -> None:
     existing = {var.name: var for var in resource.env_vars.all()}
     keep = set()
@@ -486,6 +497,9 @@ def resource_create(*, actor=None, validate_only: bool = False, **arguments: Any
     with audit.attempt("resource.create", actor=actor, project=environment.project,
                        target_type="resource", target_repr=f"{environment}/{arguments.get('name', '')}") as entry:
         require_change_environment(actor, environment, "create resources")
+        if arguments.get("source_type") == SourceType.PROMOTE and arguments.get("binding") == Binding.PIN_DIGEST:
+            # A pin decides what runs until a person moves it: the maintainer's, from the start.
+            require_pin(actor, environment, "pin a digest")
         cleaned = validate_resource_create(**arguments)
         if validate_only:
             entry.skip()
@@ -549,6 +563,7 @@ def validate_resource_update(*, resource: Resource, env: list[dict] | None = Non
         check_source(errors, environment=resource.environment, kind=resource.kind, resource=resource, **source)
     config = check_config(errors, kind=resource.kind, values={f: changes[f] for f in CONFIG_FIELDS if f in changes})
     env = check_env(errors, env) if env is not None else None
+    check_secrets_stay_secret(errors, resource, env)
     errors.raise_if_any()
     return {"source": source, "source_changed": source_changed, "config": config, "env": env}
 

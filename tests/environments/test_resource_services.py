@@ -122,7 +122,7 @@ class TestRoles:
             services.resource_update(resource=resource, replicas=2, actor=developer)
 
     def test_changing_a_pin_needs_a_maintainer(self, dev_web, staging, developer, maintainer, make_resource):
-        pinned = make_resource(staging, upstream=dev_web, binding=Binding.PIN_DIGEST, actor=developer)
+        pinned = make_resource(staging, upstream=dev_web, binding=Binding.PIN_DIGEST, actor=maintainer)  # creating a pin is the maintainer's too
         with pytest.raises(PermissionDenied):
             services.resource_update(resource=pinned, pinned_digest=digest(9), actor=developer)
         services.resource_update(resource=pinned, pinned_digest=digest(9), actor=maintainer)
