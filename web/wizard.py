@@ -14,12 +14,42 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from environments import selectors, services
+from environments import fields, selectors, services
 from environments.models import Environment, Kind, Resource, SourceType
 
 from .parsers import check_env_rows, parse_ports, parse_replicas, read_env_rows, read_rollout
 
 WIZARDS_KEPT = 10
+
+
+def _sealed(state: dict) -> dict:
+    """The state as the session keeps it: secret values (the database URL, secret env values)
+    encrypted as the models encrypt them, so an abandoned wizard leaves no secret in plain
+    text in the session store."""
+    sealed = dict(state)
+    if sealed.get("database_url"):
+        sealed["database_url"] = fields.encrypt(sealed["database_url"])
+    sealed["env"] = [
+        {**row, "value": fields.encrypt(row["value"])} if row.get("secret") and row.get("value") else dict(row)
+        for row in state.get("env", [])
+    ]
+    return sealed
+
+
+def _unsealed(stored: dict) -> dict:
+    def opened(value):
+        if isinstance(value, str) and value.startswith(fields.PREFIX):
+            try:
+                return fields.decrypt(value)
+            except Exception:  # a key rotated away since: the value must be typed again
+                return ""
+        return value
+
+    state = dict(stored)
+    if "database_url" in state:
+        state["database_url"] = opened(state["database_url"])
+    state["env"] = [{**row, "value": opened(row.get("value"))} for row in stored.get("env", [])]
+    return state
 
 
 class WizardStore:
@@ -32,11 +62,11 @@ class WizardStore:
 
     def load(self, wizard_id: str) -> dict:
         stored = self.session.get(self.KEY, {}).get(self.prefix + wizard_id)
-        return dict(stored["state"]) if stored else {}
+        return _unsealed(stored["state"]) if stored else {}
 
     def save(self, wizard_id: str, state: dict) -> None:
         wizards = dict(self.session.get(self.KEY, {}))
-        wizards[self.prefix + wizard_id] = {"state": state, "at": time.time()}
+        wizards[self.prefix + wizard_id] = {"state": _sealed(state), "at": time.time()}
         # Abandoned wizards don't pile up in the session: keep the newest few.
         for key in sorted(wizards, key=lambda k: wizards[k]["at"])[:-WIZARDS_KEPT]:
             del wizards[key]

@@ -393,3 +393,20 @@ def test_a_resource_named_new_keeps_its_own_page(client, maintainer, dev, make_r
     assert response.status_code == 200
     assert response.context["resource"].name == "new"
     assert "environments/resource_detail.html" in [t.name for t in response.templates]
+
+
+def test_an_abandoned_wizard_leaves_no_secret_in_plain_text(maintainer_client, upstream, prod):
+    from django.contrib.sessions.models import Session
+
+    promote_until_config(maintainer_client, upstream, binding="pin_digest", pinned=digest(1))
+    post(maintainer_client, "config", **CONFIG)
+    stored = Session.objects.get(session_key=maintainer_client.session.session_key).session_data
+    decoded = str(maintainer_client.session.get("resource_wizards"))
+    assert "s3cret-value" not in stored and "postgres://u:p@db/prod" not in stored
+    assert "s3cret-value" not in decoded and "postgres://u:p@db/prod" not in decoded
+    assert "MODE" in decoded  # plain values are kept as typed
+    # Finishing the wizard still writes the secret values.
+    post(maintainer_client, "review", action="create")
+    created = Resource.objects.get(environment=prod, name="web")
+    assert created.database_url == "postgres://u:p@db/prod"
+    assert EnvVar.objects.get(resource=created, name="API_KEY").value == "s3cret-value"
