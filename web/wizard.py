@@ -48,7 +48,8 @@ def _unsealed(stored: dict) -> dict:
     state = dict(stored)
     if "database_url" in state:
         state["database_url"] = opened(state["database_url"])
-    state["env"] = [{**row, "value": opened(row.get("value"))} for row in stored.get("env", [])]
+    state["env"] = [{**row, "value": opened(row.get("value"))} if row.get("secret") else dict(row)
+                    for row in stored.get("env", [])]
     return state
 
 

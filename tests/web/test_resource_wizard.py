@@ -410,3 +410,12 @@ def test_an_abandoned_wizard_leaves_no_secret_in_plain_text(maintainer_client, u
     created = Resource.objects.get(environment=prod, name="web")
     assert created.database_url == "postgres://u:p@db/prod"
     assert EnvVar.objects.get(resource=created, name="API_KEY").value == "s3cret-value"
+
+
+def test_a_developer_is_told_at_the_binding_that_a_pin_is_the_maintainers(developer_client, upstream, staging):
+    promote_until_config(developer_client, upstream, binding="pin_digest", pinned=digest(1), env="staging")
+    post(developer_client, "config", env="staging", **{**CONFIG, "name": "api", "database_url": ""})
+    response = post(developer_client, "review", action="create", env="staging")
+    assert response.status_code == 403
+    assert "You need the maintainer role in project shop to pin a digest" in errors_of(response, "binding")
+    assert not Resource.objects.filter(environment=staging, name="api").exists()

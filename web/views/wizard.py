@@ -14,7 +14,7 @@ import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -117,6 +117,10 @@ def _create(request, access, environment, wizard, wizard_id, store):
     except ValidationError as exc:
         errors = exc.message_dict
         return _render_step(request, access, environment, wizard, wizard_id, wizard.step_of(errors), errors)
+    except PermissionDenied as exc:
+        # The role allows the wizard but not this choice (a pin is the maintainer's): say so at the binding.
+        errors = {"binding": [str(exc)]}
+        return _render_step(request, access, environment, wizard, wizard_id, wizard.step_of(errors), errors, status=403)
     store.delete(wizard_id)
     messages.success(request, f"Created {environment.name}/{resource.name}. Its first reconcile is queued.")
     return location(request, reverse("resource_detail", args=[access.project.slug, environment.slug, resource.name]))
