@@ -73,3 +73,29 @@ class ObserverLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class WebhookEvent(models.Model):
+    """A registry notification already handled (by the registry's event id): a redelivery or a
+    replay of the same event publishes nothing. Kept for a week."""
+
+    registry = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registry", "event_id"], name="webhook_event_once")]
+
+
+class TagHead(models.Model):
+    """The newest push of a registry tag Hoist has seen, by the registry's own clock: an event
+    older than it (a late or replayed push) can't move the tag back."""
+
+    registry = models.CharField(max_length=255)
+    repository = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128)
+    digest = models.CharField(max_length=71)
+    pushed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registry", "repository", "tag"], name="tag_head_unique")]

@@ -14,7 +14,12 @@ import hmac
 import json
 import logging
 
+from datetime import timedelta, timezone as dt_timezone
+
 from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -23,6 +28,7 @@ from environments import selectors, services
 from environments.models import Artifact, Resource, SourceType
 
 from . import metrics
+from .models import TagHead, WebhookEvent
 from .registry import MANIFEST_MEDIA_TYPES, is_digest, parse_reference
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,50 @@ def _candidates(host: str, repository: str) -> list[tuple[Resource, str]]:
     return found
 
 
+REPLAY_WINDOW = timedelta(days=7)
+
+
+def _first_delivery(host: str, event: dict) -> bool:
+    """False when this registry already sent an event with this id (a redelivery or a replay)."""
+    event_id = str(event.get("id") or "")[:255]
+    if not event_id:
+        return True  # nothing to tell deliveries apart by; the tag's clock below still applies
+    return not WebhookEvent.objects.filter(registry=host[:255], event_id=event_id).exists()
+
+
+def _handled(host: str, event: dict) -> None:
+    """Remember the event once it was handled (a delivery that failed half-way may come again)."""
+    event_id = str(event.get("id") or "")[:255]
+    if not event_id:
+        return
+    WebhookEvent.objects.filter(received_at__lt=timezone.now() - REPLAY_WINDOW).delete()
+    try:
+        with transaction.atomic():
+            WebhookEvent.objects.create(registry=host[:255], event_id=event_id)
+    except IntegrityError:
+        pass  # a concurrent delivery of the same event got there first
+
+
+def _newest_push(host: str, repository: str, tag: str, digest: str, event: dict) -> bool:
+    """False when the event is older (by the registry's own timestamp) than a push of the same
+    tag already seen: a late or replayed push must not move the tag, and its followers, back."""
+    pushed_at = parse_datetime(str(event.get("timestamp") or ""))
+    if pushed_at is None:
+        return True
+    if timezone.is_naive(pushed_at):
+        pushed_at = timezone.make_aware(pushed_at, dt_timezone.utc)
+    key = {"registry": host[:255], "repository": repository[:255], "tag": tag[:128]}
+    with transaction.atomic():
+        head = TagHead.objects.select_for_update().filter(**key).first()
+        if head is not None and pushed_at <= head.pushed_at and head.digest != digest:
+            return False
+        if head is None:
+            TagHead.objects.create(**key, digest=digest, pushed_at=pushed_at)
+        elif pushed_at > head.pushed_at:
+            TagHead.objects.filter(pk=head.pk).update(digest=digest, pushed_at=pushed_at)
+    return True
+
+
 @csrf_exempt
 @require_POST
 def registry_notifications(request):
@@ -93,6 +143,9 @@ def registry_notifications(request):
         if not host:
             ignored += 1  # without the registry's name, same-named repositories elsewhere would match
             continue
+        if not _first_delivery(host, event) or not _newest_push(host, repository, tag, digest, event):
+            ignored += 1  # a redelivery or replay, or a push older than one already seen: never backwards
+            continue
         matched = False
         for resource, follows in _candidates(host, repository):
             if follows != tag:
@@ -106,6 +159,7 @@ def registry_notifications(request):
                 actor_label=f"registry webhook ({host or 'registry'})",
             )
             published.append({"resource": str(resource), "digest": digest, "sequence": artifact.sequence})
+        _handled(host, event)
         if not matched:
             ignored += 1
     metrics.webhook_delivery("accepted", events=len(published), ignored=ignored)

@@ -2,6 +2,7 @@
 
 import json
 import time
+import uuid
 
 import pytest
 from django.db import connection
@@ -20,8 +21,9 @@ def webhook_token(settings):
     settings.HOIST_WEBHOOK_TOKEN = TOKEN
 
 
-def event(repository="shop/web", tag="main", digest_=None, media_type=MANIFEST, action="push"):
-    return {"id": "e1", "action": action, "target": {"mediaType": media_type, "digest": digest_ or digest(1),
+def event(repository="shop/web", tag="main", digest_=None, media_type=MANIFEST, action="push", id_=None, timestamp=None):
+    extra = {"timestamp": timestamp} if timestamp else {}
+    return {"id": id_ or uuid.uuid4().hex, **extra, "action": action, "target": {"mediaType": media_type, "digest": digest_ or digest(1),
                                                      "repository": repository, "tag": tag},
             "request": {"host": "registry.a.example"}}
 
@@ -129,3 +131,20 @@ def test_a_real_registry_push_publishes_end_to_end(live_server, registry_factory
         time.sleep(0.1)
     artifact = Artifact.objects.get(resource=web)
     assert (artifact.digest, artifact.origin, artifact.tag) == (pushed, "webhook", "main")
+
+
+def test_a_replayed_event_never_rolls_a_tag_back(client, web, staging, make_resource):
+    """push D1, push D2, replay D1 (the same event, or a copy with a new id): nothing moves back."""
+    first = event(digest_=digest(1), id_="push-1", timestamp="2026-11-30T10:00:00Z")
+    second = event(digest_=digest(2), id_="push-2", timestamp="2026-11-30T10:05:00Z")
+    post(client, {"events": [first]})
+    post(client, {"events": [second]})
+    assert post(client, {"events": [first]}).json() == {"published": [], "ignored": 1}  # same id
+    copy = {**first, "id": "push-1-again"}
+    assert post(client, {"events": [copy]}).json() == {"published": [], "ignored": 1}  # older than the tag's head
+    assert list(Artifact.objects.filter(resource=web).order_by("sequence").values_list("digest", flat=True)) == [
+        digest(1), digest(2)]
+    # A genuine push of the old image again (a person moving the tag back) is newer: it publishes.
+    again = event(digest_=digest(1), id_="push-3", timestamp="2026-11-30T10:10:00Z")
+    assert len(post(client, {"events": [again]}).json()["published"]) == 1
+
