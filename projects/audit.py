@@ -227,6 +227,17 @@ def refused(action: str, exc: Exception, *, actor=None, target=None, project: Pr
         _write_after_rollback(entry, AuditEntry.Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:500])
 
 
+@contextmanager
+def guarding(action: str, *, actor=None, target=None, project: Project | None = None) -> Iterator[None]:
+    """A door's early check (a 403 before the body is parsed): a refusal raised in the block
+    is audited as the service would have audited it, then goes on to the caller."""
+    try:
+        yield
+    except REFUSALS as exc:
+        refused(action, exc, actor=actor, target=target, project=project)
+        raise
+
+
 def _project_of(target) -> Project | None:
     if isinstance(target, Project):
         return target

@@ -8,7 +8,6 @@ no transaction and take no lock of their own: the services do.
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -59,11 +58,8 @@ class ClusterViewSet(HoistViewSet):
             raise PermissionDenied("Only staff and project maintainers may see clusters.")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             action = {"POST": "cluster.create", "DELETE": "cluster.delete"}.get(request.method, "cluster.update")
-            try:
+            with audit.guarding(action, actor=request.user):
                 permissions.require_staff(request.user, "change clusters")
-            except DjangoPermissionDenied as exc:
-                audit.refused(action, exc, actor=request.user)
-                raise
 
     def _get(self) -> Cluster:
         return get_object_or_404(Cluster.objects.all(), slug=self.kwargs["cluster"])

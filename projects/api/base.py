@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import OpenApiParameter
 
 from core.api.base import HoistViewSet
@@ -17,11 +16,8 @@ RESOURCE_PARAM = OpenApiParameter("resource", str, OpenApiParameter.PATH, descri
 
 def require_staff(request, what: str, *, action: str) -> None:
     """The services' staff check, early (before the body is parsed), audited when it refuses."""
-    try:
+    with audit.guarding(action, actor=request.user):
         permissions.require_staff(request.user, what)
-    except PermissionDenied as exc:
-        audit.refused(action, exc, actor=request.user)
-        raise
 
 
 class ProjectScopedViewSet(HoistViewSet):
@@ -49,14 +45,9 @@ class ProjectScopedViewSet(HoistViewSet):
     # the services' own checks, with the services' messages: the service checks
     # again (and audits) when it is called.
     def require(self, role: str, what: str, *, action: str, target=None) -> None:
-        self._refuse_audited(permissions.check_access, action, target, self.access, role, what)
+        with audit.guarding(action, actor=self.request.user, target=target, project=self.project):
+            permissions.check_access(self.access, role, what)
 
     def require_change(self, environment, what: str, *, action: str, target=None) -> None:
-        self._refuse_audited(permissions.check_access_change, action, target or environment, self.access, environment, what)
-
-    def _refuse_audited(self, check, action, target, *args) -> None:
-        try:
-            check(*args)
-        except PermissionDenied as exc:
-            audit.refused(action, exc, actor=self.request.user, target=target, project=self.project)
-            raise
+        with audit.guarding(action, actor=self.request.user, target=target or environment, project=self.project):
+            permissions.check_access_change(self.access, environment, what)

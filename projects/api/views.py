@@ -71,9 +71,8 @@ class ProjectViewSet(HoistViewSet):
     def partial_update(self, request, project):
         instance = self._get()
         if instance.my_role != Role.MAINTAINER:
-            error = permissions.denied(Role.MAINTAINER, instance.slug, "change the project")
-            audit.refused("project.update", error, actor=request.user, target=instance)
-            raise error
+            with audit.guarding("project.update", actor=request.user, target=instance):
+                raise permissions.denied(Role.MAINTAINER, instance.slug, "change the project")
         body = s.ProjectUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         body.refuse_changes({"slug": instance.slug})
@@ -192,9 +191,8 @@ class TokenViewSet(HoistViewSet):
     def create(self, request):
         if isinstance(request.auth, ApiToken):
             # A leaked token must not be able to mint longer-lived ones.
-            error = PermissionDenied("Create tokens with your password (HTTP Basic) or in the browser, not with a token.")
-            audit.refused("token.create", error, actor=request.user)
-            raise error
+            with audit.guarding("token.create", actor=request.user):
+                raise PermissionDenied("Create tokens with your password (HTTP Basic) or in the browser, not with a token.")
         body = s.TokenCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         token, key = services.token_create(user=request.user, actor=request.user, **body.validated_data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
 from environments import selectors
@@ -31,10 +30,8 @@ def resource_of(access, env: str, name: str) -> Resource:
 def require(request, check, *args, action: str, target=None) -> None:
     """A page's early role check (`projects.permissions.check_access*`): a page a role can't
     use is a 403. A refused post is a refused write, so it is audited like one."""
-    try:
+    if request.method != "POST":
         check(*args)
-    except PermissionDenied as exc:
-        if request.method == "POST":
-            access = args[0]
-            audit.refused(action, exc, actor=request.user, target=target, project=access.project)
-        raise
+        return
+    with audit.guarding(action, actor=request.user, target=target, project=args[0].project):
+        check(*args)
