@@ -183,15 +183,12 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
     net). A permanent one marks it failed.
     """
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
-    cluster = Cluster.objects.filter(environments__resources=resource_id).values_list("name", flat=True).first() or "?"
     for attempt in range(1, attempts + 1):
-        metrics.reconcile_attempt(cluster)
         try:
             return reconcile_once(resource_id, sweep=sweep, batch=batch)
         except LostClaim:
             return None  # the worker that took over records
         except (ClusterError, RegistryError) as exc:
-            metrics.reconcile_failure(cluster, exc.retryable)
             skipped = getattr(exc, "reason", "") == SKIPPED
             final = not exc.retryable or attempt == attempts or skipped
             record_failure(resource_id, exc, attempt=attempt, final=final)
@@ -208,7 +205,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
     held = claim(resource_id)
     if held is None:
         return None  # another worker holds it; its release sees any change made meanwhile
-    done, recheck_at = False, None
+    done, recheck_at, cluster = False, None, ""
     try:
         resource = (
             Resource.objects.select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
@@ -217,6 +214,8 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         if resource is None:
             done = True
             return None  # deleted meanwhile: cleanup has its own task
+        cluster = resource.environment.cluster.name
+        metrics.reconcile_attempt(cluster)
         outage = batch.down_clusters.get(resource.environment.cluster.name) if batch is not None else None
         if outage:
             raise ClusterError(f"{outage} (not retried again in this batch)", retryable=True, reason=SKIPPED)
@@ -270,6 +269,8 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             done = outcome is not None
             return outcome
     except (ClusterError, RegistryError) as exc:
+        if cluster and not isinstance(exc, LostClaim):
+            metrics.reconcile_failure(cluster, exc.retryable)
         if exc.retryable:
             # Left dirty: handed out again after a short pause, not at the next sweep.
             recheck_at = timezone.now() + timedelta(seconds=RETRY_AFTER_S)
@@ -774,14 +775,15 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
         stale = [p.pk for p in open_ if p not in matched]
         if stale:
             Promotion.objects.filter(pk__in=stale).update(status=Promotion.Status.SUPERSEDED)
+        recorded_promotion = matched[-1] if matched else None
         if drift is not None:
-            Promotion.objects.create(
+            recorded_promotion = Promotion.objects.create(
                 resource=locked, from_digest=drift.rpartition("@")[2] if "@" in drift else "", to_digest=target.digest,
                 reason=Promotion.Reason.DRIFT, status=Promotion.Status.ROLLING_OUT, applied_at=now, attempts=1,
                 actor_label=f"drift repair: cluster ran {drift}", artifact=target.source_artifact,
             )
         elif changed and (not matched or target.reason == Promotion.Reason.ROLLBACK):
-            Promotion.objects.create(
+            recorded_promotion = Promotion.objects.create(
                 resource=locked, from_digest=previous, to_digest=target.digest, reason=target.reason,
                 status=Promotion.Status.ROLLING_OUT, applied_at=now, latency_s=latency, attempts=1,
                 artifact=target.source_artifact,
@@ -806,9 +808,8 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
             rollout.fan_out(resource, healthy=True)
     note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
     if changed or note or drift is not None:
-        promotion = Promotion.objects.filter(resource=resource, to_digest=target.digest).order_by("-id").values_list("pk", flat=True).first()
         log.info("applied %s to %s (%s)", target.digest[:19], resource, health.summary,
-                 extra={"resource": str(resource), "promotion": promotion, "digest": target.digest,
+                 extra={"resource": str(resource), "promotion": recorded_promotion.pk if recorded_promotion else None, "digest": target.digest,
                         "previous_digest": previous, "reason": target.reason, "rollout": health.state})
     return Outcome(changed=changed, digest=target.digest, health=health.state, note=note)
 
