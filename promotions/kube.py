@@ -189,18 +189,21 @@ class ClusterClient:
             exc.cluster_name = self.name
             raise
 
-    def _send(self, method: str, path: str, *, query=None, body=None, content_type: str | None = None) -> dict | None:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
+    def _call(self, method: str, path: str, *, query=None, headers: dict, body=None, timeout, read: bool):
+        """One request through the ApiClient (auth, TLS, pooling); every failure as ClusterError.
+
+        `read=False` leaves the body to stream (a watch); the status is the caller's to judge.
+        """
         try:
             method_, url, header_params, body_, post = self.api.param_serialize(
                 method=method, resource_path=path, query_params=list((query or {}).items()),
                 header_params=headers, body=body, auth_settings=["BearerToken"],
             )
             response = self.api.call_api(method_, url, header_params=header_params, body=body_, post_params=post,
-                                         _request_timeout=TIMEOUT)
-            response.read()
+                                         _request_timeout=timeout)
+            if read:
+                response.read()
+            return response
         except ApiException as exc:
             raise self._error(exc.status, exc.body, method, path) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -208,6 +211,12 @@ class ClusterClient:
                 f"cluster {self.name} ({self.endpoint}) can't be reached: {exc.__class__.__name__}: {exc}",
                 retryable=True, unreachable=True,
             ) from exc
+
+    def _send(self, method: str, path: str, *, query=None, body=None, content_type: str | None = None) -> dict | None:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        response = self._call(method, path, query=query, headers=headers, body=body, timeout=TIMEOUT, read=True)
         if not 200 <= response.status <= 299:
             raise self._error(response.status, response.data, method, path)
         if not response.data:
@@ -293,18 +302,8 @@ class ClusterClient:
         if resource_version:
             query["resourceVersion"] = resource_version
         path = _path(api_version, kind, namespace)
-        try:
-            method_, url, header_params, body_, post = self.api.param_serialize(
-                method="GET", resource_path=path, query_params=list(query.items()),
-                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
-            )
-            response = self.api.call_api(method_, url, header_params=header_params, body=body_, post_params=post,
-                                         _request_timeout=(TIMEOUT[0], timeout_s + 10))
-        except ApiException as exc:
-            raise self._error(exc.status, exc.body, "GET", path) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(f"cluster {self.name} ({self.endpoint}) can't be reached: {exc.__class__.__name__}: {exc}",
-                               retryable=True, unreachable=True) from exc
+        response = self._call("GET", path, query=query, headers={"Accept": "application/json"},
+                              timeout=(TIMEOUT[0], timeout_s + 10), read=False)
         raw = response.response
         if not 200 <= response.status <= 299:
             raise self._error(response.status, raw.read(), "GET", path)
