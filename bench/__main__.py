@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bench import setup_django
 
-MODULES = ["bench.bench_reconcile", "bench.bench_observe", "bench.bench_mirror", "bench.bench_api", "bench.bench_pages"]
+MODULES = ["bench.bench_reconcile", "bench.bench_observe", "bench.bench_mirror", "bench.bench_api", "bench.bench_pages",
+           "bench.bench_isolation"]
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 

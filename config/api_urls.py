@@ -1,10 +1,8 @@
 """REST API under /api/: /api/v1/… endpoints, the OpenAPI schema and its docs UI."""
 
-from django.http import HttpResponse
-from django.template import engines
+from csp.decorators import csp_update
 from django.urls import include, path, re_path
-from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, schema
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
@@ -23,28 +21,25 @@ def not_found(request):
     raise NotFound("No such API endpoint.")
 
 
-# drf-spectacular's ReDoc page links Google Fonts even when its JavaScript comes from
-# drf-spectacular-sidecar (SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"): the same page
-# without those links (ReDoc falls back to the browser's sans-serif font). ReDoc itself
-# (2.x) always shows Redocly's logo from cdn.redoc.ly in its menu; the page's CSP keeps
-# images on this server, so the browser never asks for it (ReDoc hides a logo that fails).
-REDOC_OFFLINE = engines["django"].from_string(
-    """{% extends "drf_spectacular/redoc.html" %}{% block head %}
-    <title>{{ title|default:"Redoc" }}</title>
-    <meta charset="utf-8">
-    <meta name="viewport" content="width=device-width, initial-scale=1">
-    <style>body { margin: 0; padding: 0; }</style>
-    {% endblock head %}"""
-)
-
-
-class OfflineRedocView(SpectacularRedocView):
-    @extend_schema(exclude=True)
-    def get(self, request, *args, **kwargs):
-        context = super().get(request, *args, **kwargs).data
-        response = HttpResponse(REDOC_OFFLINE.render(context, request))
-        response["Content-Security-Policy"] = "img-src 'self' data:"
-        return response
+# The API docs pages, Swagger UI and ReDoc, from drf-spectacular-sidecar's static files (no CDN).
+# Both get the site's Content-Security-Policy (settings.CONTENT_SECURITY_POLICY): their templates
+# (templates/api/) link a static stylesheet instead of drf-spectacular's inline <style>, and
+# Swagger UI's start-up script comes from the split view's own URL (?script), not inline.
+# ReDoc's page also drops drf-spectacular's links to Google Fonts (ReDoc falls back to the
+# browser's sans-serif font); ReDoc 2.x always shows Redocly's logo from cdn.redoc.ly in its menu,
+# which img-src keeps off (ReDoc hides a logo that fails to load).
+#
+# ReDoc alone needs two loosenings, for its page only (csp_update adds them to the site's policy):
+# - style-src 'unsafe-inline': ReDoc styles itself through styled-components, which writes
+#   <style> elements at run time from its bundle; they can't carry a nonce (the bundle has no way
+#   to be given one) and their content changes with the schema, so hashes can't list them. The page
+#   shows only Hoist's own schema, no user content, and scripts stay 'self' only.
+# - worker-src blob:: its search index runs in a Web Worker that ReDoc starts from a blob: URL it
+#   builds in the page (worker-src would otherwise fall back to script-src 'self', and search would
+#   find nothing). A blob: URL holds only what the page's own script put there.
+REDOC_CSP = {"style-src": ["'unsafe-inline'"], "worker-src": ["'self'", "blob:"]}
+swagger_ui = SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html")
+redoc = csp_update(REDOC_CSP)(SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html"))
 
 
 # Anything up to the next "/": the views answer 404 (JSON) for what does not exist.
@@ -68,8 +63,8 @@ router.register(r"users", UserViewSet, basename="api-user")
 urlpatterns = [
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", OfflineRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("docs/", swagger_ui, name="api-docs"),
+    path("redoc/", redoc, name="api-redoc"),
     # Everything else under /api/ is a JSON 404, never the HTML page of the web UI.
     re_path(r"^", not_found),
 ]

@@ -76,11 +76,14 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    "axes",  # login throttling (see "Login throttling" below)
+    "csp",  # Content-Security-Policy (see "Content-Security-Policy" below)
 ]
 
 MIDDLEWARE = [
     "core.health.ProbeMiddleware",  # probes come by pod IP over HTTP: before host checks and redirects
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +93,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the lockout answer
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -174,6 +178,59 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Login throttling (django-axes) ----------------------------------------------------------
+# Failed sign-ins are counted per (username, client address) pair, at every door that checks a
+# password: /login/, the admin's login and HTTP Basic at POST /api/v1/tokens/. After
+# HOIST_LOGIN_FAILURE_LIMIT failures the pair is locked out for HOIST_LOGIN_COOLOFF_MINUTES,
+# counted from the failure that locked it: every sign-in of that pair is refused with a 429
+# (core/lockout.py), the right password included. Other addresses, and other users at the same
+# address, are not affected. The address is core.http.client_ip's: behind the TLS proxy
+# (HOIST_BEHIND_TLS_PROXY) the X-Forwarded-For entry the proxy appended, which the client can't
+# choose. An operator unlocks early with `manage.py axes_reset_username NAME` (docs/deploying.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+try:
+    AXES_FAILURE_LIMIT = int(os.environ.get("HOIST_LOGIN_FAILURE_LIMIT") or "5")
+    _LOGIN_COOLOFF_MINUTES = float(os.environ.get("HOIST_LOGIN_COOLOFF_MINUTES") or "15")
+except ValueError:
+    AXES_FAILURE_LIMIT = _LOGIN_COOLOFF_MINUTES = 0
+if AXES_FAILURE_LIMIT < 1 or not 0 < _LOGIN_COOLOFF_MINUTES <= 525600:
+    raise ImproperlyConfigured(
+        "HOIST_LOGIN_FAILURE_LIMIT must be a whole number of at least 1, "
+        "HOIST_LOGIN_COOLOFF_MINUTES a number of minutes above 0 (at most a year)"
+    )
+AXES_COOLOFF_TIME = _LOGIN_COOLOFF_MINUTES / 60  # axes reads a float as hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "core.http.client_ip"
+AXES_USERNAME_CALLABLE = "core.lockout.username"
+AXES_LOCKOUT_CALLABLE = "core.lockout.locked_out"
+AXES_HTTP_RESPONSE_CODE = 429
+# A successful sign-in forgets the pair's earlier failures; failures while locked out are not
+# counted (they neither extend the lock nor grow the attempt's stored request data).
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_VERBOSE = False  # no banner on every manage.py command; lockouts are still logged (warnings)
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------
+# Every page loads scripts, styles, images and data from this server only, with no inline
+# script, inline style or eval (htmx runs with allowEval off, its indicator CSS is in
+# hoist.css, the pin picker is static/js/hoist.js). ReDoc's page alone loosens it, for itself
+# only: inline styles and a blob: worker (config/api_urls.py says why).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
 REST_FRAMEWORK = {
     # Tokens first: an unauthenticated request gets a 401 with `WWW-Authenticate: Bearer`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -243,10 +300,33 @@ HOIST_CENTRAL_REGISTRY_USERNAME = os.environ.get("HOIST_CENTRAL_REGISTRY_USERNAM
 HOIST_CENTRAL_REGISTRY_PASSWORD = os.environ.get("HOIST_CENTRAL_REGISTRY_PASSWORD", "")
 # Registries spoken to over plain HTTP besides loopback ones (which always are).
 HOIST_INSECURE_REGISTRIES = env_list("HOIST_INSECURE_REGISTRIES")
+# Outbound policy (environments/outbound.py): the registry hosts Hoist may connect to for
+# developers' image references, as host patterns: "registry.example.com", "*.corp.example",
+# "10.20.0.0/16", any of them with ":port". Unset: any host whose addresses are all public.
+HOIST_ALLOWED_REGISTRIES = env_list("HOIST_ALLOWED_REGISTRIES")
+# With no list, also allow loopback/private/link-local registries (a laptop's). Never in production.
+HOIST_ALLOW_PRIVATE_REGISTRIES = env_bool("HOIST_ALLOW_PRIVATE_REGISTRIES", default=DEBUG)
+# Calls to registries: per-step timeouts, a deadline per call (a mirror's is long: it copies
+# layers), how many calls one developer-named registry host may have in flight installation-wide
+# (keep it below the worker count: a host that never answers can then hold that many workers,
+# never all), and how long a web request may wait on a registry before the work is queued.
+HOIST_REGISTRY_CONNECT_TIMEOUT_S = float(os.environ.get("HOIST_REGISTRY_CONNECT_TIMEOUT_S", "3"))
+HOIST_REGISTRY_READ_TIMEOUT_S = float(os.environ.get("HOIST_REGISTRY_READ_TIMEOUT_S", "10"))
+HOIST_REGISTRY_DEADLINE_S = float(os.environ.get("HOIST_REGISTRY_DEADLINE_S", "20"))
+HOIST_MIRROR_DEADLINE_S = float(os.environ.get("HOIST_MIRROR_DEADLINE_S", "600"))
+HOIST_REGISTRY_CONCURRENCY = int(os.environ.get("HOIST_REGISTRY_CONCURRENCY", "2"))
+HOIST_REQUEST_REGISTRY_WAIT_S = float(os.environ.get("HOIST_REQUEST_REGISTRY_WAIT_S", "3"))
+# Circuit breakers, per registry host and per cluster: open after this many transient failures
+# in a row, for a cooldown that doubles after each failed probe, up to the maximum.
+HOIST_BREAKER_FAILURES = int(os.environ.get("HOIST_BREAKER_FAILURES", "3"))
+HOIST_BREAKER_COOLDOWN_S = float(os.environ.get("HOIST_BREAKER_COOLDOWN_S", "5"))
+HOIST_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("HOIST_BREAKER_MAX_COOLDOWN_S", "60"))
 # Shared secret registries send (Authorization: Bearer …) to /hooks/registry/; unset closes the receiver.
 HOIST_WEBHOOK_TOKEN = os.environ.get("HOIST_WEBHOOK_TOKEN", "")
 # Bearer token Prometheus sends to /metrics; unset: /metrics answers only with DEBUG on.
 HOIST_METRICS_TOKEN = os.environ.get("HOIST_METRICS_TOKEN", "")
+# Threads a worker reconciles one chunk of a fan-out on (reconciles mostly wait on I/O).
+HOIST_RECONCILE_THREADS = int(os.environ.get("HOIST_RECONCILE_THREADS", "2"))
 # Reconcile: attempts within one task before leaving a transient failure to the sweep.
 HOIST_RECONCILE_ATTEMPTS = int(os.environ.get("HOIST_RECONCILE_ATTEMPTS", "4"))
 HOIST_RECONCILE_BACKOFF_S = float(os.environ.get("HOIST_RECONCILE_BACKOFF_S", "0.5"))

@@ -11,6 +11,7 @@ from core.admin import ServiceAdmin, ServiceForm, error_text, run_for_each
 
 from . import rules, services
 from .models import Artifact, Cluster, EnvVar, Environment, Resource, SourceType
+from .selectors import clusters_visible_to
 
 
 # --- clusters ---------------------------------------------------------------------------------
@@ -112,6 +113,8 @@ class ClusterAdmin(ServiceAdmin):
 
 
 class EnvironmentForm(ServiceForm):
+    CREATE_FIELDS = ("project", "name", "slug", "cluster", "namespace", "protected", "position")
+
     class Meta:
         model = Environment
         fields = ["project", "name", "slug", "cluster", "namespace", "protected", "position"]
@@ -129,7 +132,8 @@ class EnvironmentForm(ServiceForm):
         data = self.cleaned_data
         if self.instance.pk:
             return {field: data[field] for field in services.ENVIRONMENT_CHANGEABLE if data.get(field) is not None}
-        return {field: data.get(field) for field in self.Meta.fields}
+        # Not self.Meta.fields: the admin's form class lists the read-only created_at there as well.
+        return {field: data.get(field) for field in self.CREATE_FIELDS}
 
     def clean(self):
         data = super().clean()
@@ -153,6 +157,12 @@ class EnvironmentAdmin(ServiceAdmin):
 
     def get_prepopulated_fields(self, request, obj=None):
         return {} if obj is not None else self.prepopulated_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "cluster":
+            # The clusters this operator may place an environment on (environment_create checks it again).
+            kwargs["queryset"] = clusters_visible_to(request.user).order_by("name")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_resources=Count("resources"))

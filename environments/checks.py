@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register()
@@ -22,3 +22,33 @@ def credentials_keys(app_configs=None, **kwargs):
                 id="hoist.E001",
             ))
     return errors
+
+
+@register()
+def outbound_policy(app_configs=None, **kwargs):
+    from .outbound import Pattern
+
+    errors = []
+    for value in settings.HOIST_ALLOWED_REGISTRIES:
+        try:
+            Pattern.parse(value)
+        except ValueError as exc:
+            errors.append(Error(
+                f"HOIST_ALLOWED_REGISTRIES: {exc}.",
+                hint="Use host names (registry.example.com), '*.example.com', addresses or networks "
+                     "(10.0.0.0/8), each optionally with ':port'; separate them with commas.",
+                id="hoist.E002",
+            ))
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def private_registries_in_production(app_configs=None, **kwargs):
+    if settings.HOIST_ALLOW_PRIVATE_REGISTRIES and not settings.DEBUG and not settings.HOIST_ALLOWED_REGISTRIES:
+        return [Warning(
+            "HOIST_ALLOW_PRIVATE_REGISTRIES is on: developers' image references may point Hoist at loopback, "
+            "private and link-local addresses (the database, the metadata service).",
+            hint="List the registries you use in HOIST_ALLOWED_REGISTRIES instead.",
+            id="hoist.W001",
+        )]
+    return []

@@ -215,6 +215,10 @@ class Resource(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # When the observer last handed this resource out (it doesn't again for a few seconds).
     nudged_at = models.DateTimeField(null=True, blank=True)
+    # After a transient failure, not retried before this (the delay doubles with each failure);
+    # a new change of desired state is still reconciled at once.
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    failures_in_a_row = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -7,7 +7,10 @@ returns it under the field's name.
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from . import outbound
 
 from .references import DIGEST_PATTERN, DIGEST_RE, TAG_RE, InvalidReference, parse_reference  # noqa: F401 (re-exported)
 
@@ -150,8 +153,51 @@ def check_runtime(runtime: str) -> str:
 
 
 def check_image_reference(image: str, field: str = "image"):
-    """Parse an image reference (tag or digest); returns the parsed reference."""
+    """Parse an image reference (tag or digest) and check its registry against the
+    outbound policy; returns the parsed reference."""
     try:
-        return parse_reference(image)
+        parsed = parse_reference(image)
     except InvalidReference as exc:
         raise error(field, f"Not a valid image reference: {exc}") from exc
+    try:
+        outbound_policy().check_host(parsed.registry)
+    except outbound.OutboundRefused as exc:
+        raise error(field, f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+    return parsed
+
+
+_policy_cache: tuple[tuple, outbound.Policy] | None = None
+# A pattern that can't be read matches nothing: the list stays a list (fail closed), and
+# `manage.py check` reports it (hoist.E002).
+_NOTHING = outbound.Pattern("", -1, None)
+
+
+def _patterns(values) -> tuple[outbound.Pattern, ...]:
+    patterns = []
+    for value in values:
+        try:
+            patterns.append(outbound.Pattern.parse(value))
+        except ValueError:
+            patterns.append(_NOTHING)
+    return tuple(patterns)
+
+
+def _configured_registries() -> list[str]:
+    """Registries operators set up themselves: always reachable whatever the list says."""
+    from .models import Cluster
+
+    hosts = [settings.HOIST_CENTRAL_REGISTRY] if settings.HOIST_CENTRAL_REGISTRY else []
+    hosts += [r for r in Cluster.objects.exclude(registry="").values_list("registry", flat=True)]
+    return [h.split("/", 1)[0] for h in hosts]
+
+
+def outbound_policy() -> outbound.Policy:
+    """The policy of `environments.outbound`, from settings (rebuilt when they change, as in tests)."""
+    global _policy_cache
+    key = (tuple(settings.HOIST_ALLOWED_REGISTRIES), bool(settings.HOIST_ALLOW_PRIVATE_REGISTRIES),
+           settings.HOIST_CENTRAL_REGISTRY)
+    if _policy_cache is None or _policy_cache[0] != key:
+        # Operator-configured registries are read when needed (a cluster added a second ago counts).
+        policy = outbound.Policy(allowed=_patterns(key[0]), private_ok=key[1], configured=_configured_registries)
+        _policy_cache = (key, policy)
+    return _policy_cache[1]

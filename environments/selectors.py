@@ -1,4 +1,5 @@
-"""Read queries of desired state: the pipeline, an environment's resources, the wizard's choices.
+"""Read queries of desired state: the pipeline, an environment's resources, the wizard's choices,
+the clusters a user may see.
 
 Every page reads a fixed number of queries whatever the number of
 resources: what a cell needs (the upstream's latest digest, how far behind
@@ -13,7 +14,23 @@ from dataclasses import dataclass, field
 from django.db.models import Case, CharField, Count, Exists, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from .models import Artifact, Binding, Environment, Kind, Resource, SourceType
+from .models import Artifact, Binding, Cluster, Environment, Kind, Resource, SourceType
+
+
+def clusters_visible_to(user):
+    """The clusters `user` may see and place environments on.
+
+    Staff and superusers: every cluster. Anyone else: the clusters that host an
+    environment of a project they are a member of (any role), so one team never
+    learns another's clusters. `None` is Hoist itself (commands, the demo): every
+    cluster.
+    """
+    if user is None or (user.is_authenticated and (user.is_staff or user.is_superuser)):
+        return Cluster.objects.all()
+    if not user.is_authenticated:
+        return Cluster.objects.none()
+    used = Environment.objects.filter(cluster=OuterRef("pk"), project__memberships__user=user)
+    return Cluster.objects.filter(Exists(used))
 
 
 def latest_artifact(resource: Resource) -> Artifact | None:

@@ -45,7 +45,7 @@ from .models import (
     Resource,
     SourceType,
 )
-from .selectors import desired_source, latest_artifact
+from .selectors import clusters_visible_to, desired_source, latest_artifact
 
 CONFIG_FIELDS = (
     "runtime", "ports", "replicas", "ingress_host", "database_url", "schedule",
@@ -194,6 +194,9 @@ def environment_create(
 ) -> Environment:
     with audit.attempt("environment.create", actor=actor, project=project) as entry:
         require_role(actor, project, Role.MAINTAINER, "add environments")
+        if cluster is not None and not clusters_visible_to(actor).filter(pk=cluster.pk).exists():
+            # Worded as for a cluster that doesn't exist: a refusal must not reveal another team's cluster.
+            raise ValidationError({"cluster": [f"No cluster {cluster.slug!r}."]})
         if position is None:
             last = project.environments.order_by("-position").values_list("position", flat=True).first()
             position = 0 if last is None else last + 1

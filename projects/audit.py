@@ -26,13 +26,13 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, transaction
 from django.db.transaction import TransactionManagementError
 
 from core import doors
 from core.errors import refusal_text
+from core.http import client_ip
 
 from .models import ApiToken, AuditEntry, Project
 
@@ -62,23 +62,6 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(item) for item in value]
     return value
-
-
-def client_ip(request) -> str | None:
-    """The caller's address; behind a TLS proxy (HOIST_BEHIND_TLS_PROXY) the first X-Forwarded-For hop."""
-    if request is None:
-        return None
-    address = ""
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        address = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[0].strip()
-    address = address or request.META.get("REMOTE_ADDR", "")
-    from django.core.validators import validate_ipv46_address
-
-    try:
-        validate_ipv46_address(address)
-    except ValidationError:
-        return None
-    return address
 
 
 def record(

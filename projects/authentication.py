@@ -41,11 +41,15 @@ class TokenAuthentication(authentication.BaseAuthentication):
 
 
 class PasswordAuthentication(authentication.BasicAuthentication):
-    """HTTP Basic with the account password: accepted only where a token is created."""
+    """HTTP Basic with the account password: accepted only where a token is created.
+
+    Failures count towards the login lockout (django-axes) like the login page's: it
+    is handed Django's request, which the lockout middleware looks at, not DRF's wrapper.
+    """
 
     www_authenticate_realm = "api"
 
     def authenticate_credentials(self, userid, password, request=None):
         if "\x00" in userid or "\x00" in password:
             raise exceptions.AuthenticationFailed("Invalid username/password.")
-        return super().authenticate_credentials(userid, password, request)
+        return super().authenticate_credentials(userid, password, getattr(request, "_request", request))

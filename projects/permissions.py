@@ -2,8 +2,9 @@
 
 viewer reads; developer creates and changes resources in unprotected
 environments; maintainer also changes protected environments, pins and
-bindings, and the project's environments and members. Clusters are
-staff-only (they hold credentials).
+bindings, and the project's environments and members. Only staff change
+clusters (they hold credentials); who sees which cluster is
+environments.selectors.clusters_visible_to.
 
 Services call the `require_*` functions (they look the role up); pages and
 API views that already resolved the caller's `Access` call `check_access*`

@@ -119,6 +119,20 @@ class DatabaseCollector:
             webhook.add_metric([row["outcome"]], row["n"])
         yield webhook
 
+        from django.utils import timezone
+
+        from .models import Gate
+
+        # Per host (`registry:<host>`, `cluster:<id>`): 1 while its circuit breaker is open.
+        breakers = GaugeMetricFamily("hoist_breaker_open", "1 while the host's circuit breaker is open.", labels=["target"])
+        failures = GaugeMetricFamily("hoist_breaker_failures", "Transient failures in a row, per host.", labels=["target"])
+        now = timezone.now()
+        for gate in Gate.objects.filter(Q(failures__gt=0) | Q(open_until__isnull=False)).values("key", "failures", "open_until"):
+            breakers.add_metric([gate["key"]], 1 if gate["open_until"] and gate["open_until"] > now else 0)
+            failures.add_metric([gate["key"]], gate["failures"])
+        yield breakers
+        yield failures
+
 
 def build_registry(*, with_database: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)

@@ -8,15 +8,19 @@ registry host.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack, contextmanager
+from typing import Iterator
 
 from django.conf import settings
 
+from environments import rules
 from environments.models import Cluster, Resource
 
-from . import metrics
-from .registry import InvalidReference, RegistryClient, RegistryError, parse_reference
+from . import guard, metrics
+from .registry import OUTBOUND_REFUSED, InvalidReference, RegistryClient, RegistryError, parse_reference
 
 _client: RegistryClient | None = None
+_client_key: tuple = ()
 _client_lock = threading.Lock()
 
 
@@ -29,14 +33,69 @@ def _credentials(host: str) -> tuple[str, str] | None:
     return None
 
 
+class _CurrentPolicy:
+    """The outbound policy as the settings say now (the client lives as long as the process)."""
+
+    def check_host(self, host):
+        return rules.outbound_policy().check_host(host)
+
+    def check_connection(self, host, port, addresses):
+        return rules.outbound_policy().check_connection(host, port, addresses)
+
+    def allowed_explicitly(self, host):
+        return rules.outbound_policy().allowed_explicitly(host)
+
+
 def client() -> RegistryClient:
     """One pooled, thread-safe client per process (tokens and connections are reused)."""
-    global _client
+    global _client, _client_key
+    key = (settings.HOIST_REGISTRY_READ_TIMEOUT_S, settings.HOIST_REGISTRY_CONNECT_TIMEOUT_S,
+           tuple(settings.HOIST_INSECURE_REGISTRIES))
     with _client_lock:
+        if _client is not None and key != _client_key:  # settings changed (tests do)
+            _client.close()
+            _client = None
         if _client is None:
-            _client = RegistryClient(_credentials, insecure_hosts=settings.HOIST_INSECURE_REGISTRIES,
-                                     on_response=metrics.registry_response)
+            _client_key = key
+            _client = RegistryClient(
+                _credentials, insecure_hosts=settings.HOIST_INSECURE_REGISTRIES, on_response=metrics.registry_response,
+                timeout=settings.HOIST_REGISTRY_READ_TIMEOUT_S, connect_timeout=settings.HOIST_REGISTRY_CONNECT_TIMEOUT_S,
+                policy=_CurrentPolicy(),
+            )
         return _client
+
+
+class Deferred(RegistryError):
+    """The registry was not called at all (its breaker is open, or it is busy with other
+    calls): retry at `retry_at`, not sooner, and don't count it as another failure."""
+
+    def __init__(self, message: str, retry_at):
+        super().__init__(message, retryable=True)
+        self.retry_at = retry_at
+
+
+def _transient(exc: BaseException) -> bool | None:
+    """For the host's breaker: no answer counts against it, an error answer (404, 401) proves
+    it alive, and a call never made (policy, breaker, another host's) says nothing."""
+    if not isinstance(exc, RegistryError) or isinstance(exc, Deferred) or exc.code == OUTBOUND_REFUSED:
+        return None
+    return exc.retryable
+
+
+@contextmanager
+def calling(host: str, *, deadline: float | None = None) -> Iterator[RegistryClient]:
+    """One call to registry `host`: its breaker, a slot (for hosts operators didn't set up
+    themselves), and a deadline for the whole call."""
+    deadline = settings.HOIST_REGISTRY_DEADLINE_S if deadline is None else deadline
+    configured = host == settings.HOIST_CENTRAL_REGISTRY.split("/", 1)[0]
+    limit = 0 if configured else settings.HOIST_REGISTRY_CONCURRENCY
+    try:
+        with guard.passage(f"registry:{host}", label=f"registry {host}", lease_s=deadline + 5, limit=limit,
+                           transient=_transient):
+            with client().deadline(deadline):
+                yield client()
+    except guard.Closed as closed:
+        raise Deferred(closed.message, closed.retry_at) from None
 
 
 def central_repository(resource: Resource, upstream: Resource) -> str:
@@ -67,13 +126,21 @@ def mirror(image: str, dest_repository: str) -> str:
     if source.name == dest_repository:
         # Already at the central path (the upstream pulls from there too): still
         # verify the digest is present before anyone is told to pull it.
-        if not client().exists(source, source.digest):
-            raise RegistryError(f"manifest {source.digest} not found in {source.name}", retryable=False, status=404)
+        with calling(source.registry) as registry:
+            if not registry.exists(source, source.digest):
+                raise RegistryError(f"manifest {source.digest} not found in {source.name}", retryable=False, status=404)
         return image
-    result = client().copy(source, dest_repository)
+    hosts = dict.fromkeys([source.registry, parse_reference(dest_repository).registry])
+    # Copying can take minutes: the whole copy gets the mirror's deadline, each request its timeouts.
+    with ExitStack() as stack:
+        for host in hosts:
+            registry = stack.enter_context(calling(host, deadline=settings.HOIST_MIRROR_DEADLINE_S))
+        result = registry.copy(source, dest_repository)
     return f"{dest_repository}@{result.digest}"
 
 
-def resolve(image: str) -> str:
-    """The digest a tag points at now."""
-    return client().resolve(parse_reference(image))
+def resolve(image: str, *, deadline: float | None = None) -> str:
+    """The digest a tag points at now; `deadline`: seconds for the whole call (a web request's is short)."""
+    ref = parse_reference(image)
+    with calling(ref.registry, deadline=deadline) as registry:
+        return registry.resolve(ref)

@@ -99,3 +99,37 @@ class TagHead(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["registry", "repository", "tag"], name="tag_head_unique")]
+
+
+class Gate(models.Model):
+    """A circuit breaker for one outbound host (`registry:<host>`) or cluster (`cluster:<id>`),
+    shared by every worker and web process (see promotions.guard).
+
+    Closed: calls go through. After `failures` reaches the threshold it opens until
+    `open_until`; then one call at a time (`probe_until`: a probe's lease) tries it,
+    and a success closes it again while a failure doubles `cooldown_s`.
+    """
+
+    key = models.CharField(max_length=300, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    open_until = models.DateTimeField(null=True, blank=True)
+    cooldown_s = models.FloatField(default=0)
+    probe_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {'open' if self.open_until else 'closed'} ({self.failures} failures)"
+
+
+class GateSlot(models.Model):
+    """One of the N concurrent calls allowed to a host, held under a lease: a process killed
+    mid-call gives its slot back when `held_until` passes."""
+
+    key = models.CharField(max_length=300)
+    slot = models.PositiveSmallIntegerField()
+    token = models.CharField(max_length=32, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "slot"], name="gate_slot_unique")]

@@ -230,6 +230,8 @@ def hand_out(now=None, *, limit: int = 500) -> list[int]:
     due = (
         Resource.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .filter(Q(next_check_at__lte=now) | Q(dirty_at__lt=stale))
+        # Failing transiently (a registry or cluster down): not before its backoff ends.
+        .filter(Q(backoff_until__isnull=True) | Q(backoff_until__lte=now))
         .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=now - timedelta(seconds=NUDGE_REPEAT_S)))
         .order_by("pk").values_list("pk", flat=True)[:limit]
     )

@@ -35,18 +35,20 @@ import json
 import logging
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Iterator
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from environments.models import Artifact, Binding, Cluster, Follow, Kind, Phase, Resource, SourceType
 from environments.selectors import latest_artifact
 
-from . import metrics, mirror, queue, rollout
+from . import guard, metrics, mirror, queue, rollout
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import Promotion
 from .registry import RegistryError, parse_reference
@@ -55,10 +57,11 @@ log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "hoist.dev"
 SKIPPED = "SkippedAfterOutage"
-# How long a claim is renewed for around a mirror (copying an image can take minutes).
-MIRROR_LEASE_S = 600
-# After a transient failure (cluster or registry down), when the observer hands the work out again.
+# After a transient failure (cluster or registry down), when the observer hands the work out
+# again: RETRY_AFTER_S, doubled with each failure in a row, up to RETRY_MAX_S.
 RETRY_AFTER_S = 3
+RETRY_MAX_S = 60
+DEFERRED = "Deferred"
 # What `decide` read; a person changing any of it during a reconcile voids that reconcile's record.
 SOURCE_SNAPSHOT = ("source_type", "image", "promote_from_id", "binding", "pinned_digest")
 
@@ -150,7 +153,8 @@ def extend(resource_id: int, held: Claim, seconds: float) -> None:
         claimed_until=timezone.now() + timedelta(seconds=seconds))
 
 
-def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None, done: bool = True) -> None:
+def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None, done: bool = True,
+            backoff_until: datetime | None = None) -> None:
     """Give the resource back. `done`: desired state as of the claim is reconciled, so a
     dirty mark from before the claim goes; one made since (a change that arrived while
     this reconcile ran) stays, and is reconciled again right away."""
@@ -161,7 +165,8 @@ def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None
         # The next look: the one this reconcile asks for (a soak ending, a retry), or an
         # earlier one still ahead that someone else scheduled (a soak started meanwhile).
         ahead = row.next_check_at if row.next_check_at and row.next_check_at > timezone.now() else None
-        fields = {"claimed_until": None, "claim_token": "",
+        fields = {"claimed_until": None, "claim_token": "", "backoff_until": backoff_until,
+                  "failures_in_a_row": F("failures_in_a_row") + 1 if backoff_until else 0,
                   "next_check_at": min(filter(None, (recheck_at, ahead)), default=None)}
         changed_since = row.dirty_at is not None and row.dirty_at > held.started
         if done and not changed_since:
@@ -190,7 +195,11 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
             return None  # the worker that took over records
         except (ClusterError, RegistryError) as exc:
             skipped = getattr(exc, "reason", "") == SKIPPED
-            final = not exc.retryable or attempt == attempts or skipped
+            # Trying again within this task only helps a flaky cluster call. A registry that
+            # failed already spent its timeout (its breaker counts it); a call not made at all
+            # (breaker open, host busy) can't succeed sooner than its retry_at.
+            final = (not exc.retryable or attempt == attempts or skipped or isinstance(exc, RegistryError)
+                     or getattr(exc, "retry_at", None) is not None)
             record_failure(resource_id, exc, attempt=attempt, final=final)
             if final:
                 if getattr(exc, "unreachable", False) and batch is not None and not skipped:
@@ -205,7 +214,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
     held = claim(resource_id)
     if held is None:
         return None  # another worker holds it; its release sees any change made meanwhile
-    done, recheck_at, cluster = False, None, ""
+    done, recheck_at, cluster, backoff_until = False, None, "", None
     try:
         resource = (
             Resource.objects.select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
@@ -223,7 +232,11 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
             done = True
             return None
-        with ClusterClient.for_cluster(resource.environment.cluster) as kube:
+        with _cluster_gate(resource.environment.cluster), ClusterClient.for_cluster(resource.environment.cluster) as kube:
+            if resource.source_type == SourceType.IMAGE and "@" not in resource.image:
+                # Deciding may resolve the tag through the registry: keep the claim for as long as
+                # that call may take, or the observer would hand the resource to a second worker.
+                extend(resource.pk, held, settings.HOIST_REGISTRY_DEADLINE_S + 5)
             try:
                 target = decide(resource, kube, batch)
             except Waiting as waiting:
@@ -243,7 +256,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                 target = _what_runs(resource)
             _mark_applying(resource, target)
             if _crosses_clusters(resource):
-                extend(resource.pk, held, MIRROR_LEASE_S)
+                extend(resource.pk, held, settings.HOIST_MIRROR_DEADLINE_S + 60)
             image = make_pullable(resource, target)
             extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S)  # renewed (and back from a mirror's)
             drift = observe_drift(kube, resource) if sweep else None
@@ -272,8 +285,8 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         if cluster and not isinstance(exc, LostClaim):
             metrics.reconcile_failure(cluster, exc.retryable)
         if exc.retryable:
-            # Left dirty: handed out again after a short pause, not at the next sweep.
-            recheck_at = timezone.now() + timedelta(seconds=RETRY_AFTER_S)
+            # Left dirty: handed out again after a pause that grows while the failures go on.
+            recheck_at = backoff_until = _retry_at(resource_id, exc)
         else:
             done = True  # a 422, a digest the registry lacks: a person has to change something
         raise
@@ -281,7 +294,42 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         recheck_at = timezone.now() + timedelta(seconds=RETRY_AFTER_S * 10)  # a bug or the database: not in a loop
         raise
     finally:
-        release(resource_id, held, recheck_at=recheck_at, done=done)
+        release(resource_id, held, recheck_at=recheck_at, done=done, backoff_until=backoff_until)
+
+
+def _retry_at(resource_id: int, exc: Exception) -> datetime:
+    """When to try again after a transient failure: exponential in the failures so far, and
+    never before the moment a breaker or a busy host said (`retry_at`)."""
+    now = timezone.now()
+    failures = Resource.objects.filter(pk=resource_id).values_list("failures_in_a_row", flat=True).first() or 0
+    delay = min(RETRY_MAX_S, RETRY_AFTER_S * 2 ** min(failures, 6))
+    told = getattr(exc, "retry_at", None)
+    if told is not None:
+        return max(told, now + timedelta(seconds=0.5))
+    return now + timedelta(seconds=delay)
+
+
+def _cluster_transient(exc: BaseException) -> bool | None:
+    """For a cluster's breaker: no answer or a 5xx counts against it; a 4xx is an answer;
+    anything else (a registry error, a calls not made) says nothing about the cluster."""
+    if not isinstance(exc, ClusterError) or isinstance(exc, LostClaim) or exc.reason in (SKIPPED, DEFERRED):
+        return None
+    return exc.retryable and (exc.unreachable or (exc.status or 0) >= 500 or exc.status is None)
+
+
+@contextmanager
+def _cluster_gate(cluster: Cluster) -> Iterator[None]:
+    """The cluster's circuit breaker around one reconcile (no concurrency limit: reconciles
+    on one cluster are the normal load, and a dead cluster opens its breaker in a few calls)."""
+    try:
+        with guard.passage(f"cluster:{cluster.pk}", label=f"cluster {cluster.name}", lease_s=60,
+                           transient=_cluster_transient):
+            yield
+    except guard.Closed as closed:
+        error = ClusterError(closed.message, retryable=True, reason=DEFERRED, unreachable=True)
+        error.cluster_name = cluster.name
+        error.retry_at = closed.retry_at
+        raise error from None
 
 
 def _what_runs(resource: Resource) -> Target:

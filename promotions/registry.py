@@ -25,6 +25,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import socket
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -32,9 +33,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Union
 from urllib.parse import quote
 
+import httpcore
 import httpx
 
 from environments import references
+from environments.outbound import OutboundRefused, Policy, split_host
 from environments.references import DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_API, ImageRef, is_digest
 
 RefLike = Union[str, ImageRef]
@@ -104,6 +107,19 @@ class RegistryError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, retryable={self.retryable}, status={self.status})"
+
+    @property
+    def public(self) -> str:
+        """What may be told to someone who is not staff. Whether a host refused the
+        connection, timed out, answered HTTP, or answered like a registry would let
+        anyone who can type a reference map the network; so those all read alike.
+        A policy refusal happens before any connection and reveals nothing."""
+        if self.code == OUTBOUND_REFUSED:
+            return self.message
+        return "the registry could not be reached, refused access, or has no such image"
+
+
+OUTBOUND_REFUSED = "OUTBOUND_REFUSED"
 
 
 class InvalidReference(RegistryError, references.InvalidReference):
@@ -275,6 +291,11 @@ class RegistryClient:
     ``max_workers``: blobs copied in parallel within one ``copy`` call.
     ``chunk_size``: read size when streaming blobs; memory per transfer stays about
     this size whatever the blob size.
+    ``timeout``/``connect_timeout``: per network step (connect, each read); ``deadline()``
+    bounds a whole call on top.
+    ``policy``: the outbound policy (``environments.outbound``), checked on the host
+    before a request and, after DNS, on every connection (token servers and
+    redirects included); None allows everything (tests of the client alone).
 
     Thread-safe: one client can serve many concurrent calls (tasks share it).
     """
@@ -285,8 +306,9 @@ class RegistryClient:
         *,
         insecure_hosts: Iterable[str] = (),
         scheme_for: Callable[[str], str] | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
+        timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+        policy: Policy | None = None,
         verify: bool | str = True,
         max_workers: int = 4,
         chunk_size: int = 1024 * 1024,
@@ -299,14 +321,18 @@ class RegistryClient:
         self._scheme_for = scheme_for
         self.max_workers = max(1, int(max_workers))
         self.chunk_size = max(64 * 1024, int(chunk_size))
+        self._policy = policy
         self._own_http = http_client is None
+        limits = httpx.Limits(max_connections=max(20, 4 * self.max_workers), max_keepalive_connections=max(10, 2 * self.max_workers))
         self._http = http_client or httpx.Client(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             verify=verify,
             follow_redirects=False,  # redirects are followed only for blob downloads (CDNs, S3)
-            limits=httpx.Limits(max_connections=max(20, 4 * self.max_workers), max_keepalive_connections=max(10, 2 * self.max_workers)),
+            limits=limits,
             headers={"User-Agent": user_agent},
+            transport=_policed_transport(policy, verify=verify, limits=limits) if policy is not None else None,
         )
+        self._deadline = threading.local()
         self._lock = threading.Lock()
         self._challenges: dict[str, _Challenge] = {}  # host → how it asked us to authenticate
         self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}  # (host, scopes) → (token, expiry)
@@ -331,6 +357,20 @@ class RegistryClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def deadline(self, seconds: float):
+        """Bound every request this thread makes inside the block to `seconds` in all:
+        a host that trickles bytes can't hold a call longer than that."""
+        return _Deadline(self._deadline, time.monotonic() + seconds)
+
+    def _remaining(self, what: str, host: str) -> float | None:
+        ends = getattr(self._deadline, "at", None)
+        if ends is None:
+            return None
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise RegistryError(f"registry {host} took too long while {what} (the call's deadline passed)", retryable=True)
+        return left
 
     @property
     def request_count(self) -> int:
@@ -394,6 +434,15 @@ class RegistryClient:
         realm = challenge.params.get("realm", "")
         if not realm.startswith(("http://", "https://")):
             raise RegistryError(f"registry {host} asked for a bearer token but gave no usable realm ({realm!r})")
+        realm_host = _authority(realm)
+        if not _same_site(realm_host, DOCKER_HUB_API if host == DOCKER_HUB else host):
+            # A realm elsewhere must be allowed in its own right (the list, or operator-configured).
+            if self._policy is None or not self._policy.allowed_explicitly(realm_host):
+                raise RegistryError(
+                    f"registry {host} sent Hoist to a token server on another host ({realm_host}); "
+                    f"that is {OUTBOUND_REFUSED_TEXT} unless the host is in HOIST_ALLOWED_REGISTRIES",
+                    retryable=False, code=OUTBOUND_REFUSED)
+        creds = self._realm_credentials(host, realm_host, creds)
         params: list[tuple[str, str]] = []
         if challenge.params.get("service"):
             params.append(("service", challenge.params["service"]))
@@ -403,7 +452,10 @@ class RegistryClient:
             params.append(("account", creds[0]))
             auth = httpx.BasicAuth(creds[0], creds[1])
         try:
-            resp = self._http.get(realm, params=params, auth=auth, follow_redirects=True)
+            extra = self._timeout_within_deadline(None, f"getting a token for {host}", host)
+            resp = self._http.get(realm, params=params, auth=auth, follow_redirects=True, **extra)
+        except OutboundRefused as e:
+            raise _refused(e, f"getting a token for {host}") from None
         except httpx.TimeoutException as e:
             raise RegistryError(f"timed out getting a token for {host} from {realm}", retryable=True) from e
         except httpx.TransportError as e:
@@ -433,6 +485,18 @@ class RegistryClient:
             raise RegistryError(f"token server for {host} returned no token")
         return token, lifetime
 
+    def _realm_credentials(self, host: str, realm_host: str, creds):
+        """Credentials go only to the host they were configured for: the registry's own go to
+        its token server when that is the same host (or Docker Hub's known pair); a token
+        server elsewhere gets the credentials configured for it, if any, else none."""
+        realm_name, _ = split_host(realm_host)
+        registry_name, _ = split_host(DOCKER_HUB_API if host == DOCKER_HUB else host)
+        if realm_host == (DOCKER_HUB_API if host == DOCKER_HUB else host) or realm_name == registry_name:
+            return creds
+        if host == DOCKER_HUB and realm_name == DOCKER_HUB_AUTH:
+            return creds
+        return self._creds(realm_host) or self._creds(realm_name)
+
     def _count(self) -> None:
         with self._lock:
             self._request_count += 1
@@ -459,6 +523,7 @@ class RegistryClient:
         (a streamed body) skips the challenge retry: the body cannot be sent twice.
         """
         hdrs = dict(headers or {})
+        self._check_policy(host)
         auth = self._auth_header(host, scopes)
         answered = False
         while True:
@@ -467,9 +532,12 @@ class RegistryClient:
             else:
                 hdrs.pop("Authorization", None)
             try:
-                extra = {"timeout": timeout} if timeout is not None else {}
+                extra = self._timeout_within_deadline(timeout, what, host)
                 request = self._http.build_request(method, url, headers=hdrs, content=content, **extra)
                 resp = self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+            except OutboundRefused as e:
+                self._observed(host, "refused")
+                raise _refused(e, what) from None
             except httpx.TimeoutException as e:
                 self._observed(host, "timeout")
                 raise RegistryError(f"registry {host} timed out while {what}", retryable=True) from e
@@ -491,6 +559,24 @@ class RegistryClient:
                 return resp  # the credentials we have were already refused
             _close(resp)
             auth, answered = new_auth, True
+
+    def _check_policy(self, host: str) -> None:
+        if self._policy is not None:
+            try:
+                self._policy.check_host(DOCKER_HUB_API if host == DOCKER_HUB else host)
+            except OutboundRefused as e:
+                raise _refused(e, f"contacting {host}") from None
+
+    def _timeout_within_deadline(self, timeout: float | None, what: str, host: str) -> dict:
+        left = self._remaining(what, host)
+        if left is None:
+            return {"timeout": timeout} if timeout is not None else {}
+        configured = self._http.timeout
+        cap = lambda value: left if value is None else min(value, left)  # noqa: E731
+        if timeout is not None:
+            return {"timeout": cap(timeout)}
+        return {"timeout": httpx.Timeout(connect=cap(configured.connect), read=cap(configured.read),
+                                         write=cap(configured.write), pool=cap(configured.pool))}
 
     def _error(self, resp: httpx.Response, what: str, *, not_found: str | None = None) -> RegistryError:
         """Turn an unexpected response into a RegistryError an operator can act on."""
@@ -569,6 +655,7 @@ class RegistryClient:
             try:
                 for chunk in resp.iter_raw():
                     body += chunk
+                    self._remaining(what, r.registry)  # a host trickling bytes runs out of time here
                     if len(body) > MAX_MANIFEST_BYTES:
                         raise RegistryError(f"manifest {r} is larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
             except httpx.HTTPError as e:
@@ -854,6 +941,102 @@ class RegistryClient:
 
 class _AuthExpired(Exception):
     """Internal: the streamed upload got a 401 (token expired mid-transfer)."""
+
+
+DOCKER_HUB_AUTH = "auth.docker.io"
+OUTBOUND_REFUSED_TEXT = "not allowed by Hoist's outbound policy"
+
+
+class _Deadline:
+    def __init__(self, local: threading.local, at: float):
+        self._local, self._at = local, at
+
+    def __enter__(self) -> None:
+        self._previous = getattr(self._local, "at", None)
+        # Nested deadlines: the earlier one wins.
+        self._local.at = self._at if self._previous is None else min(self._previous, self._at)
+
+    def __exit__(self, *exc) -> None:
+        self._local.at = self._previous
+
+
+def _refused(exc: OutboundRefused, what: str) -> RegistryError:
+    return RegistryError(f"{exc} (while {what})", retryable=False, code=OUTBOUND_REFUSED)
+
+
+def _authority(url: str) -> str:
+    """host[:port] of a URL, lower-cased, as references write registry hosts."""
+    parsed = httpx.URL(url)
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{host}:{parsed.port}" if parsed.port else host
+
+
+def _same_site(realm_host: str, registry_host: str) -> bool:
+    """A token server on the registry's own host, or in its parent domain
+    (registry.gitlab.com → gitlab.com, registry-1.docker.io → auth.docker.io)."""
+    realm, _ = split_host(realm_host)
+    registry, _ = split_host(registry_host)
+    if realm == registry:
+        return True
+    labels = registry.split(".")
+    parent = ".".join(labels[1:]) if len(labels) > 2 else ""
+    return bool(parent) and not _is_ip(registry) and (realm == parent or realm.endswith("." + parent))
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+class _PolicedBackend(httpcore.NetworkBackend):
+    """Connects only where the outbound policy allows, judged on the addresses DNS gave.
+
+    The name is resolved here, once; the addresses checked are the addresses
+    connected to, so DNS can't answer differently between the check and the
+    connection (rebinding). TLS still verifies the name (httpcore passes the
+    request's host as server_hostname). Every connection passes here: the
+    registry's, its token server's, and each redirect's.
+    """
+
+    def __init__(self, policy: Policy):
+        self._policy = policy
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"could not resolve {host}: {exc}") from None
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        self._policy.check_connection(host, port, addresses)
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                               socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"{host} resolved to no address")
+
+    def connect_unix_socket(self, *args, **kwargs):
+        raise OutboundRefused("unix sockets are not registries")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _policed_transport(policy: Policy, *, verify, limits: httpx.Limits) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=verify, limits=limits)
+    # httpx doesn't take a network backend; its connection pool does. Swapped here,
+    # before the first request; tests prove the policy is in force at connect time.
+    pool = transport._pool
+    if not hasattr(pool, "_network_backend"):
+        raise RuntimeError("httpcore changed: the outbound policy can't be installed on this version")
+    pool._network_backend = _PolicedBackend(policy)
+    return transport
 
 
 def _is_loopback(host: str) -> bool:

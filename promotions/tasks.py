@@ -6,7 +6,10 @@ Enqueued by `promotions.queue` (on commit) and by the drift sweep schedule.
 from __future__ import annotations
 
 import logging
+import threading
 
+from django.conf import settings
+from django.db import connection, connections
 from django_q.tasks import async_task
 
 from environments.models import Resource
@@ -22,7 +25,39 @@ def reconcile_resource(resource_id: int, sweep: bool = False) -> None:
 
 
 def reconcile_resources(resource_ids: list[int], sweep: bool = False) -> None:
+    """A chunk of a fan-out. A reconcile mostly waits (on the cluster, the database), so a
+    worker runs its chunk on HOIST_RECONCILE_THREADS threads; each thread has its own
+    database connection, closed when its share is done."""
     batch = reconcile.Batch()
+    threads = min(len(resource_ids), _threads())
+    if threads <= 1:
+        _reconcile_each(resource_ids, sweep, batch)
+        return
+    shares = [resource_ids[n::threads] for n in range(threads)]  # interleaved: the first ids go first
+    workers = [threading.Thread(target=_reconcile_share, args=(share, sweep, batch), name=f"reconcile-{n}")
+               for n, share in enumerate(shares)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def _threads() -> int:
+    # Threads need a connection each that sees committed rows: not inside a transaction
+    # (tests run in one), and not on SQLite, which locks the whole database per writer.
+    if connection.vendor == "sqlite" or connection.in_atomic_block:
+        return 1
+    return max(1, settings.HOIST_RECONCILE_THREADS)
+
+
+def _reconcile_share(resource_ids: list[int], sweep: bool, batch: reconcile.Batch) -> None:
+    try:
+        _reconcile_each(resource_ids, sweep, batch)
+    finally:
+        connections.close_all()  # this thread's own connections
+
+
+def _reconcile_each(resource_ids: list[int], sweep: bool, batch: reconcile.Batch) -> None:
     for resource_id in resource_ids:
         try:
             reconcile.reconcile_resource(resource_id, sweep=sweep, batch=batch)

@@ -228,3 +228,39 @@ def test_a_project_with_environments_is_not_deleted_in_the_admin(admin_client, w
     response = admin_client.post(reverse("admin:projects_project_delete", args=[project.pk]), {"post": "yes"}, follow=True)
     assert "still has environments (dev, prod, staging); delete them first" in response.content.decode()
     assert type(project).objects.filter(pk=project.pk).exists()
+
+
+def test_the_environment_form_offers_the_clusters_its_user_may_see(rf, world, members, admin_user, cluster_a, cluster_b):
+    from django.contrib.admin.sites import site
+
+    from environments.models import Environment
+
+    unused = promotion_services.cluster_create(name="cluster-c", slug="cluster-c", api_url="http://127.0.0.1:3")
+    model_admin = site._registry[Environment]
+
+    def choices(user):
+        request = rf.get("/")
+        request.user = user
+        field = model_admin.formfield_for_foreignkey(Environment._meta.get_field("cluster"), request)
+        return sorted(field.queryset.values_list("slug", flat=True))
+
+    assert choices(admin_user) == ["cluster-a", "cluster-b", "cluster-c"]
+    assert choices(members["maintainer"]) == ["cluster-a", "cluster-b"]  # (the admin lets staff in only)
+    assert unused.slug not in choices(members["outsider"])
+
+
+def test_a_staff_maintainer_places_an_environment_on_any_cluster_in_the_admin(client, world, make_user):
+    from django.contrib.auth.models import Permission
+
+    from environments.models import Environment
+
+    unused = promotion_services.cluster_create(name="cluster-c", slug="cluster-c", api_url="http://127.0.0.1:3")
+    operator = make_user("operator", is_staff=True)
+    operator.user_permissions.set(Permission.objects.filter(codename__in=["add_environment", "view_environment"]))
+    project = world["dev_web"].project
+    Membership.objects.create(project=project, user=operator, role="maintainer")
+    client.force_login(operator)
+    response = client.post(reverse("admin:environments_environment_add"), {
+        "project": project.pk, "name": "qa", "slug": "qa", "cluster": unused.pk, "namespace": "shop-qa", "position": ""})
+    assert response.status_code == 302, response.content.decode()
+    assert Environment.objects.get(slug="qa").cluster == unused

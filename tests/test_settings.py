@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = (
@@ -69,3 +71,38 @@ def test_deploy_checks_pass_with_production_settings():
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+LOGIN_PROBE = (
+    "import json, django; from django.conf import settings; "
+    "print(json.dumps({'limit': settings.AXES_FAILURE_LIMIT, 'hours': settings.AXES_COOLOFF_TIME, "
+    "'backend': settings.AUTHENTICATION_BACKENDS[0], 'last': settings.MIDDLEWARE[-1]}))"
+)
+
+
+def load_login(env: dict) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HOIST_LOGIN_")}
+    base.update({"DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "true"})
+    return subprocess.run([sys.executable, "-c", LOGIN_PROBE], env={**base, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_login_throttling_defaults_to_five_failures_and_fifteen_minutes():
+    values = json.loads(load_login({}).stdout)
+    assert values == {"limit": 5, "hours": 0.25, "backend": "axes.backends.AxesStandaloneBackend",
+                      "last": "axes.middleware.AxesMiddleware"}
+
+
+def test_login_throttling_reads_the_environment():
+    values = json.loads(load_login({"HOIST_LOGIN_FAILURE_LIMIT": "10", "HOIST_LOGIN_COOLOFF_MINUTES": "90"}).stdout)
+    assert (values["limit"], values["hours"]) == (10, 1.5)
+
+
+@pytest.mark.parametrize("env", [
+    {"HOIST_LOGIN_FAILURE_LIMIT": "0"}, {"HOIST_LOGIN_FAILURE_LIMIT": "five"}, {"HOIST_LOGIN_FAILURE_LIMIT": "2.5"},
+    {"HOIST_LOGIN_COOLOFF_MINUTES": "0"}, {"HOIST_LOGIN_COOLOFF_MINUTES": "-5"}, {"HOIST_LOGIN_COOLOFF_MINUTES": "nan"},
+    {"HOIST_LOGIN_COOLOFF_MINUTES": "inf"},
+])
+def test_a_bad_login_throttling_setting_refuses_to_start(env):
+    result = load_login(env)
+    assert result.returncode != 0 and "HOIST_LOGIN_FAILURE_LIMIT must be a whole number" in result.stderr

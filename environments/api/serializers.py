@@ -118,7 +118,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 class EnvironmentCreateSerializer(StrictSerializer):
     slug = StrictCharField(max_length=63)
     name = StrictCharField(max_length=100)
-    cluster = StrictCharField(max_length=63, help_text="Cluster slug.")
+    cluster = StrictCharField(max_length=63, help_text="Slug of a cluster you may see (GET /api/v1/clusters/).")
     namespace = StrictCharField(max_length=63)
     protected = StrictBooleanField(required=False, default=False)
     position = StrictIntegerField(required=False, min_value=0, max_value=2**31 - 1)

@@ -12,12 +12,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
 from environments import services
 from environments.models import Binding, Cluster, Environment, Resource, SourceType
+from environments.selectors import clusters_visible_to
 from core.api.base import HoistViewSet
 from core.api.errors import conflict, field_errors
 from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, ProjectScopedViewSet
@@ -31,9 +32,9 @@ from .filters import ResourceFilter
 # --- clusters ---------------------------------------------------------------------------------
 
 
-def _sees_clusters(user) -> bool:
-    """Staff, and maintainers of any project (they pick clusters for environments)."""
-    return user.is_staff or user.is_superuser or user.memberships.filter(role=Role.MAINTAINER).exists()
+def _no_cluster(slug: str) -> str:
+    # One wording for a cluster that doesn't exist and one the caller may not see.
+    return f"No cluster {slug!r}."
 
 
 @extend_schema(tags=["clusters"])
@@ -43,7 +44,9 @@ def _sees_clusters(user) -> bool:
     destroy=extend_schema(responses={204: None}),
 )
 class ClusterViewSet(HoistViewSet):
-    """Kubernetes clusters. Staff and project maintainers read (credentials only as "set"/"not set"); staff change."""
+    """Kubernetes clusters (credentials only as "set"/"not set"). Staff see and change every cluster; anyone
+    else sees only the clusters that host an environment of a project they are a member of. A cluster you
+    may not see is a 404, as one that doesn't exist."""
 
     serializer_class = s.ClusterSerializer
     lookup_url_kwarg = "cluster"
@@ -52,20 +55,20 @@ class ClusterViewSet(HoistViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if request.method in ("GET", "HEAD", "OPTIONS") and not _sees_clusters(request.user):
-            if "cluster" in kwargs:
-                raise NotFound("No such cluster.")
-            raise PermissionDenied("Only staff and project maintainers may see clusters.")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             action = {"POST": "cluster.create", "DELETE": "cluster.delete"}.get(request.method, "cluster.update")
             with audit.guarding(action, actor=request.user):
                 permissions.require_staff(request.user, "change clusters")
 
     def _get(self) -> Cluster:
-        return get_object_or_404(Cluster.objects.all(), slug=self.kwargs["cluster"])
+        slug = self.kwargs["cluster"]
+        cluster = clusters_visible_to(self.request.user).filter(slug=slug).first()
+        if cluster is None:
+            raise NotFound(_no_cluster(slug))
+        return cluster
 
     def list(self, request):
-        page = self.paginate_queryset(Cluster.objects.order_by("name", "pk"))
+        page = self.paginate_queryset(clusters_visible_to(request.user).order_by("name", "pk"))
         return self.get_paginated_response(s.ClusterSerializer(page, many=True).data)
 
     def retrieve(self, request, cluster):
@@ -147,9 +150,10 @@ class EnvironmentViewSet(ProjectScopedViewSet):
         body = s.EnvironmentCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = dict(body.validated_data)
-        cluster = Cluster.objects.filter(slug=values["cluster"]).first()
+        # Only a cluster the caller may see (environment_create says the same again for every door).
+        cluster = clusters_visible_to(request.user).filter(slug=values["cluster"]).first()
         if cluster is None:
-            raise APIValidationError({"cluster": [f"No cluster {values['cluster']!r}."]})
+            raise APIValidationError({"cluster": [_no_cluster(values["cluster"])]})
         values["cluster"] = cluster
         try:
             env = services.environment_create(project=self.project, actor=request.user, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -19,7 +20,7 @@ from promotions.models import Promotion
 from promotions.registry import RegistryError
 
 from .filters import PromotionFilter
-from .serializers import PromotionSerializer
+from .serializers import PromotionSerializer, QueuedPublishSerializer
 
 RELATED = ("resource__environment", "actor", "artifact")
 
@@ -71,10 +72,12 @@ class ResourcePromotionViewSet(EnvironmentScopedViewSet):
 @extend_schema(tags=["artifacts"], parameters=[PROJECT_PARAM, ENVIRONMENT_PARAM, RESOURCE_PARAM])
 @extend_schema_view(
     create=extend_schema(
-        request=s.PublishSerializer, responses={201: s.ArtifactSerializer},
+        request=s.PublishSerializer, responses={201: s.ArtifactSerializer, 202: QueuedPublishSerializer},
         description="Publish: record that this image-source resource pushed `digest`. Its track-latest dependants "
         "follow (a queued Promotion each, applied by reconcile). Without `digest`, `tag` is resolved to a digest "
-        "through the registry (once: the artifact keeps that digest); 503 if the registry can't be reached. "
+        "through the registry (once: the artifact keeps that digest). A registry that doesn't answer within "
+        "HOIST_REQUEST_REGISTRY_WAIT_S (3 s) doesn't hold the request: 202 with `status: queued`, and Hoist "
+        "resolves and publishes in the background (the audit log and the artifact list show the outcome). "
         "Needs the developer role (maintainer in a protected environment).",
     ),
 )
@@ -104,7 +107,11 @@ class ArtifactViewSet(EnvironmentScopedViewSet):
                 artifact = publishing.artifact_publish_tag(
                     resource=target, origin=Artifact.Origin.API, actor=request.user,
                     tag=data.get("tag", ""), repository=data.get("repository", ""),
+                    wait_s=settings.HOIST_REQUEST_REGISTRY_WAIT_S,
                 )
-        except RegistryError as exc:
-            raise RegistryUnavailable(str(exc), errors={"tag": [str(exc)]}, headers={"Retry-After": "10"}) from None
+        except RegistryError as exc:  # retried in the background so often it gave up at once: rare
+            detail = str(exc) if request.user.is_staff else f"Can't resolve the tag: {exc.public}."
+            raise RegistryUnavailable(detail, errors={"tag": [detail]}, headers={"Retry-After": "10"}) from None
+        if isinstance(artifact, publishing.Queued):
+            return Response(QueuedPublishSerializer(artifact).data, status=status.HTTP_202_ACCEPTED)
         return Response(s.ArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)

@@ -130,3 +130,46 @@ def test_session_auth_needs_csrf(viewer, project):
     client.force_login(viewer)
     assert client.get(url("projects")).status_code == 200
     assert_error(client.post(url("tokens"), {"name": "x"}, format="json"), 403)
+
+
+# --- login throttling (django-axes): HTTP Basic counts like the login page ---------------------
+
+
+def basic(username: str, password: str, **extra) -> APIClient:
+    import base64
+
+    client = APIClient(**extra)
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
+    return client
+
+
+def test_password_guesses_at_the_token_endpoint_lock_the_user_out(viewer):
+    statuses = [basic("viewer", f"nope-{n}").post(url("tokens"), {"name": "x"}, format="json").status_code for n in range(4)]
+    assert statuses == [401] * 4
+    response = basic("viewer", "nope-5").post(url("tokens"), {"name": "x"}, format="json")
+    body = assert_error(response, 429)
+    assert body["code"] == "throttled" and "try again in 15 minutes" in body["detail"]
+    assert 895 <= int(response["Retry-After"]) <= 900
+    # The right password makes no token until the cool-off ends.
+    assert_error(basic("viewer", "pw-viewer").post(url("tokens"), {"name": "x"}, format="json"), 429)
+    assert not ApiToken.objects.exists()
+
+
+def test_the_lockout_is_shared_with_the_login_page(viewer, client):
+    for n in range(4):
+        client.post("/login/", {"username": "viewer", "password": f"nope-{n}"})
+    assert_error(basic("viewer", "nope").post(url("tokens"), {"name": "x"}, format="json"), 429)
+    assert client.post("/login/", {"username": "viewer", "password": "pw-viewer"}).status_code == 429
+
+
+def test_another_address_still_creates_tokens(viewer):
+    for n in range(5):
+        basic("viewer", f"nope-{n}").post(url("tokens"), {"name": "x"}, format="json")
+    response = basic("viewer", "pw-viewer", REMOTE_ADDR="10.1.2.3").post(url("tokens"), {"name": "x"}, format="json")
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("username", ["v" * 300, "viewer\u00e9", ""])
+def test_odd_usernames_are_401_or_throttled_never_a_500(viewer, username):
+    statuses = {basic(username, "nope").post(url("tokens"), {"name": "x"}, format="json").status_code for _ in range(6)}
+    assert statuses <= {401, 429}

@@ -108,13 +108,77 @@ def test_an_environment_others_promote_from_is_not_deleted(api, dev_web, staging
 CLUSTER = {"slug": "c3", "name": "c3", "api_url": "https://k8s.example.com:6443", "token": "tok-SECRET", "registry_password": "pw-SECRET"}
 
 
-def test_clusters_are_for_staff_and_maintainers(api, cluster_a):
-    assert api["maintainer"].get(url("clusters")).json()["count"] == 1
-    assert api["maintainer"].get(url("clusters", "cluster-a")).status_code == 200
-    assert_error(api["developer"].get(url("clusters")), 403)
-    assert_error(api["developer"].get(url("clusters", "cluster-a")), 404)
+@pytest.fixture
+def cluster_world(environments, other_project, make_user):
+    """shop on cluster-a and cluster-b (the `environments` fixture); `other` on cluster-c; cluster-d unused."""
+    from environments import services as env_services
+
+    cluster_c = env_services.cluster_create(name="cluster-c", slug="cluster-c", api_url="http://127.0.0.1:3", registry="127.0.0.1:5003")
+    env_services.cluster_create(name="cluster-d", slug="cluster-d", api_url="http://127.0.0.1:4")
+    env_services.environment_create(project=other_project, name="dev", slug="dev", cluster=cluster_c, namespace="other-dev")
+    other_member = make_user("other-maintainer")
+    Membership.objects.create(project=other_project, user=other_member, role="maintainer")
+    return {"other_member": other_member}
+
+
+def listed(client) -> list[str]:
+    response = client.get(url("clusters"))
+    assert response.status_code == 200, response.json()
+    return [cluster["slug"] for cluster in response.json()["results"]]
+
+
+def test_staff_see_every_cluster(api, cluster_world):
+    assert listed(api["admin"]) == ["cluster-a", "cluster-b", "cluster-c", "cluster-d"]
+    assert api["admin"].get(url("clusters", "cluster-d")).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["viewer", "developer", "maintainer"])
+def test_members_see_only_the_clusters_their_projects_use(api, cluster_world, role):
+    assert listed(api[role]) == ["cluster-a", "cluster-b"]
+    assert api[role].get(url("clusters", "cluster-b")).json()["slug"] == "cluster-b"
+
+
+@pytest.mark.parametrize("role", ["viewer", "maintainer", "outsider"])
+@pytest.mark.parametrize("slug", ["cluster-c", "cluster-d", "nope"])
+def test_a_cluster_you_may_not_see_is_a_404_like_one_that_does_not_exist(api, cluster_world, role, slug):
+    body = assert_error(api[role].get(url("clusters", slug)), 404)
+    assert body == {"detail": f"No cluster {slug!r}.", "code": "not_found", "errors": {}}
+
+
+def test_a_member_of_another_project_sees_its_clusters_only(api, cluster_world):
+    from tests.fixtures.api import api_client_for
+
+    assert listed(api_client_for(cluster_world["other_member"])) == ["cluster-c"]
+    assert listed(api["outsider"]) == []
+    assert_error(api["anonymous"].get(url("clusters")), 401)
+
+
+def test_only_staff_change_clusters(api, cluster_world):
     assert_error(api["maintainer"].post(url("clusters"), CLUSTER, format="json"), 403)
     assert_error(api["maintainer"].patch(url("clusters", "cluster-a"), {"name": "x"}, format="json"), 403)
+    # Refused for the role before any lookup: the answer is the same for a cluster the caller can't see.
+    assert_error(api["maintainer"].patch(url("clusters", "cluster-c"), {"name": "x"}, format="json"), 403)
+    assert_error(api["maintainer"].delete(url("clusters", "cluster-d")), 403)
+    assert Cluster.objects.filter(name="x").count() == 0
+
+
+@pytest.mark.parametrize("slug", ["cluster-c", "cluster-d", "nope"])
+def test_a_maintainer_places_environments_only_on_clusters_they_see(api, cluster_world, slug):
+    body = assert_error(api["maintainer"].post(url("projects", "shop", "environments"), {**ENV, "cluster": slug}, format="json"), 400, "cluster")
+    # An invisible cluster reads exactly like an unknown one.
+    assert body["errors"] == {"cluster": [f"No cluster {slug!r}."]}
+    assert not Environment.objects.filter(slug="qa").exists()
+
+
+def test_a_maintainer_may_use_a_cluster_another_of_their_projects_uses(api, cluster_world, maintainer):
+    Membership.objects.create(project=Project.objects.get(slug="other"), user=maintainer, role="viewer")
+    response = api["maintainer"].post(url("projects", "shop", "environments"), {**ENV, "cluster": "cluster-c"}, format="json")
+    assert response.status_code == 201 and response.json()["cluster"] == "cluster-c"
+
+
+def test_staff_place_environments_on_any_cluster(api, cluster_world):
+    response = api["admin"].post(url("projects", "shop", "environments"), {**ENV, "cluster": "cluster-d"}, format="json")
+    assert response.status_code == 201 and response.json()["cluster"] == "cluster-d"
 
 
 def test_cluster_credentials_are_write_only_and_encrypted(api, cluster_a):

@@ -6,8 +6,8 @@ the test asserts none was even attempted. The docs pages are public (as is the
 schema they read), so no login here.
 
 ReDoc 2.x always puts Redocly's logo (an <img> from cdn.redoc.ly) in its menu; the
-ReDoc page's Content-Security-Policy (img-src 'self' data:) stops it in the browser,
-before any request, and the test checks that is all the policy stopped.
+site's Content-Security-Policy (img-src 'self' data:) stops it in the browser, before
+any request, and the test checks that is all the policy stopped.
 """
 
 import re

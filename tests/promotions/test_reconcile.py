@@ -10,7 +10,7 @@ from environments.models import Binding, Resource
 from environments import services
 from promotions import reconcile
 from promotions.models import Promotion
-from tests.fixtures.domain import digest
+from tests.fixtures.domain import cooldown_over, digest
 
 REF_RE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -185,7 +185,12 @@ class TestFaults:
         web.refresh_from_db()
         assert web.phase == "failed" and web.current_digest == ""
         clusters["a"].faults.refuse_connections(False)
-        reconcile.reconcile_resource(web.pk, sweep=True)  # the sweep: nothing lost (guarantee 8)
+        # The cluster's breaker opened after three failures: until its cooldown ends nothing calls it.
+        reconcile.reconcile_resource(web.pk, sweep=True)
+        promotion.refresh_from_db()
+        assert promotion.status == "queued" and "not being called for now" in promotion.error
+        cooldown_over()
+        reconcile.reconcile_resource(web.pk, sweep=True)  # the sweep, as the probe: nothing lost (guarantee 8)
         promotion.refresh_from_db()
         assert promotion.status == "healthy"
 

@@ -10,7 +10,7 @@ from environments.models import Binding, Cluster
 from environments import services
 from promotions import reconcile, tasks
 from promotions.models import Promotion
-from tests.fixtures.domain import digest
+from tests.fixtures.domain import cooldown_over, digest
 
 
 def image_of(server, namespace, name):
@@ -156,5 +156,6 @@ def test_a_batch_stops_retrying_a_cluster_that_is_down(dev, staging, make_resour
     assert "can't be reached" in messages[0]
     assert all("not retried again in this batch" in m for m in messages[1:])
     clusters["a"].faults.refuse_connections(False)
+    cooldown_over()  # the cluster's breaker opened; the next sweep comes after its cooldown
     tasks.reconcile_resources([f.pk for f in followers], sweep=True)  # the next sweep: nothing lost
     assert all(type(f).objects.get(pk=f.pk).current_digest == digest(1) for f in followers)

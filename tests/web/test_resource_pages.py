@@ -270,3 +270,16 @@ def test_desired_and_running_are_both_shown_while_rolling_out(maintainer_client,
     assert "rolling out 1/3" in page and digest(2) in page and digest(1) in page
     pipeline = maintainer_client.get("/projects/shop/").content.decode()
     assert "rolling out 1/3" in pipeline and f"runs <code>{digest(1)[7:19]}</code>" in pipeline
+
+
+def test_an_image_on_a_forbidden_registry_is_an_error_next_to_the_field(developer_client, pipeline_world, settings):
+    """The outbound policy (issue 11, row 3) on the page: the field says why, nothing is saved."""
+    settings.HOIST_ALLOWED_REGISTRIES, settings.HOIST_ALLOW_PRIVATE_REGISTRIES = [], False
+    dev_web = pipeline_world["dev_web"]
+    url = "/projects/shop/envs/dev/resources/web/edit/"
+    response = developer_client.post(url, {"image": "169.254.169.254/latest:1", "ports": "8080", "replicas": "1",
+                                           "action": "save"})
+    body = response.content.decode()
+    assert response.status_code in (200, 400) and "outbound policy" in body
+    dev_web.refresh_from_db()
+    assert dev_web.image != "169.254.169.254/latest:1"
