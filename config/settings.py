@@ -9,6 +9,7 @@ development defaults.
 
 import base64
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -27,6 +28,20 @@ def env_bool(name: str, default: bool = False) -> bool:
     if value.lower() in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def env_number(name: str, default: float, *, integer: bool = False, minimum: float = 0) -> float:
+    """A number from the environment; a value that isn't one (or is below `minimum`) stops
+    startup with a message naming the variable, not a traceback from float()."""
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        kind = "a whole number" if integer else "a number"
+        raise ImproperlyConfigured(f"{name} must be {kind} of at least {minimum:g} (got {raw!r})")
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -310,23 +325,23 @@ HOIST_ALLOW_PRIVATE_REGISTRIES = env_bool("HOIST_ALLOW_PRIVATE_REGISTRIES", defa
 # layers), how many calls one developer-named registry host may have in flight installation-wide
 # (keep it below the worker count: a host that never answers can then hold that many workers,
 # never all), and how long a web request may wait on a registry before the work is queued.
-HOIST_REGISTRY_CONNECT_TIMEOUT_S = float(os.environ.get("HOIST_REGISTRY_CONNECT_TIMEOUT_S", "3"))
-HOIST_REGISTRY_READ_TIMEOUT_S = float(os.environ.get("HOIST_REGISTRY_READ_TIMEOUT_S", "10"))
-HOIST_REGISTRY_DEADLINE_S = float(os.environ.get("HOIST_REGISTRY_DEADLINE_S", "20"))
-HOIST_MIRROR_DEADLINE_S = float(os.environ.get("HOIST_MIRROR_DEADLINE_S", "600"))
-HOIST_REGISTRY_CONCURRENCY = int(os.environ.get("HOIST_REGISTRY_CONCURRENCY", "2"))
-HOIST_REQUEST_REGISTRY_WAIT_S = float(os.environ.get("HOIST_REQUEST_REGISTRY_WAIT_S", "3"))
+HOIST_REGISTRY_CONNECT_TIMEOUT_S = env_number("HOIST_REGISTRY_CONNECT_TIMEOUT_S", 3, minimum=0.1)
+HOIST_REGISTRY_READ_TIMEOUT_S = env_number("HOIST_REGISTRY_READ_TIMEOUT_S", 10, minimum=0.1)
+HOIST_REGISTRY_DEADLINE_S = env_number("HOIST_REGISTRY_DEADLINE_S", 20, minimum=0.1)
+HOIST_MIRROR_DEADLINE_S = env_number("HOIST_MIRROR_DEADLINE_S", 600, minimum=1)
+HOIST_REGISTRY_CONCURRENCY = env_number("HOIST_REGISTRY_CONCURRENCY", 2, integer=True, minimum=1)
+HOIST_REQUEST_REGISTRY_WAIT_S = env_number("HOIST_REQUEST_REGISTRY_WAIT_S", 3, minimum=0.1)
 # Circuit breakers, per registry host and per cluster: open after this many transient failures
 # in a row, for a cooldown that doubles after each failed probe, up to the maximum.
-HOIST_BREAKER_FAILURES = int(os.environ.get("HOIST_BREAKER_FAILURES", "3"))
-HOIST_BREAKER_COOLDOWN_S = float(os.environ.get("HOIST_BREAKER_COOLDOWN_S", "5"))
-HOIST_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("HOIST_BREAKER_MAX_COOLDOWN_S", "60"))
+HOIST_BREAKER_FAILURES = env_number("HOIST_BREAKER_FAILURES", 3, integer=True, minimum=1)
+HOIST_BREAKER_COOLDOWN_S = env_number("HOIST_BREAKER_COOLDOWN_S", 5, minimum=0.1)
+HOIST_BREAKER_MAX_COOLDOWN_S = env_number("HOIST_BREAKER_MAX_COOLDOWN_S", 60, minimum=0.1)
 # Shared secret registries send (Authorization: Bearer …) to /hooks/registry/; unset closes the receiver.
 HOIST_WEBHOOK_TOKEN = os.environ.get("HOIST_WEBHOOK_TOKEN", "")
 # Bearer token Prometheus sends to /metrics; unset: /metrics answers only with DEBUG on.
 HOIST_METRICS_TOKEN = os.environ.get("HOIST_METRICS_TOKEN", "")
 # Threads a worker reconciles one chunk of a fan-out on (reconciles mostly wait on I/O).
-HOIST_RECONCILE_THREADS = int(os.environ.get("HOIST_RECONCILE_THREADS", "2"))
+HOIST_RECONCILE_THREADS = env_number("HOIST_RECONCILE_THREADS", 2, integer=True, minimum=1)
 # Reconcile: attempts within one task before leaving a transient failure to the sweep.
 HOIST_RECONCILE_ATTEMPTS = int(os.environ.get("HOIST_RECONCILE_ATTEMPTS", "4"))
 HOIST_RECONCILE_BACKOFF_S = float(os.environ.get("HOIST_RECONCILE_BACKOFF_S", "0.5"))

@@ -56,10 +56,21 @@ class _State:
     probing: bool = False
 
 
+# Hosts seen healthy lately, by this process: (key → until when, monotonic). A healthy host
+# is the common case; reading its row before every call would cost a query each time, and
+# a breaker that notices another process's failures a second late loses nothing.
+_clean: dict[str, float] = {}
+CLEAN_MEMO_S = 1.0
+
+
 def check(key: str, *, lease_s: float, label: str) -> _State:
     """May a call to `key` go now? Raises Closed if not; the state tells `passed`/`failed` what to write."""
+    if _clean.get(key, 0) > time.monotonic():
+        return _State()
     row = Gate.objects.filter(key=key).values("failures", "open_until", "last_error").first()
     if row is None or row["open_until"] is None:
+        if row is None or not row["failures"]:
+            _clean[key] = time.monotonic() + CLEAN_MEMO_S
         return _State(failures=row["failures"] if row else 0)
     now = timezone.now()
     if now < row["open_until"]:
@@ -83,6 +94,7 @@ def passed(key: str, state: _State) -> None:
 
 def failed(key: str, state: _State, error: str) -> None:
     """A transient failure: count it; open the breaker at the threshold, or again after a failed probe."""
+    _clean.pop(key, None)
     threshold = max(1, settings.HOIST_BREAKER_FAILURES)
     base, ceiling = settings.HOIST_BREAKER_COOLDOWN_S, settings.HOIST_BREAKER_MAX_COOLDOWN_S
     with transaction.atomic():

@@ -145,6 +145,10 @@ class Handlers:
                 log.info("%s runs %s, not %s: repairing", resource, health.image, resource.current_image)
                 queue.enqueue_reconcile(resource.pk, repair=True)
             return
+        if _claimed(resource):
+            # A reconcile holds it and records the rollout itself (rollout.record would defer
+            # to it too); the watch's next event or the tick looks again after it lets go.
+            return
         self.judge(resource.pk, health)
 
     def judge(self, resource_id: int, health: rollout.Health) -> None:

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Iterator
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -153,11 +153,21 @@ def extend(resource_id: int, held: Claim, seconds: float) -> None:
         claimed_until=timezone.now() + timedelta(seconds=seconds))
 
 
+def _older_than(held: Claim, seconds: float) -> bool:
+    return (timezone.now() - held.started).total_seconds() > seconds
+
+
 def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None, done: bool = True,
             backoff_until: datetime | None = None) -> None:
     """Give the resource back. `done`: desired state as of the claim is reconciled, so a
     dirty mark from before the claim goes; one made since (a change that arrived while
     this reconcile ran) stays, and is reconciled again right away."""
+    if done and recheck_at is None and backoff_until is None:
+        # The usual end, in one statement: nothing changed meanwhile and nothing is scheduled.
+        if Resource.objects.filter(pk=resource_id, claim_token=held.token, next_check_at__isnull=True).filter(
+                Q(dirty_at__isnull=True) | Q(dirty_at__lte=held.started)).update(
+                claimed_until=None, claim_token="", backoff_until=None, failures_in_a_row=0, dirty_at=None):
+            return
     with transaction.atomic():
         row = Resource.objects.select_for_update().filter(pk=resource_id, claim_token=held.token).first()
         if row is None:
@@ -233,7 +243,8 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             done = True
             return None
         with _cluster_gate(resource.environment.cluster), ClusterClient.for_cluster(resource.environment.cluster) as kube:
-            if resource.source_type == SourceType.IMAGE and "@" not in resource.image:
+            long_call = resource.source_type == SourceType.IMAGE and "@" not in resource.image
+            if long_call:
                 # Deciding may resolve the tag through the registry: keep the claim for as long as
                 # that call may take, or the observer would hand the resource to a second worker.
                 extend(resource.pk, held, settings.HOIST_REGISTRY_DEADLINE_S + 5)
@@ -257,8 +268,10 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             _mark_applying(resource, target)
             if _crosses_clusters(resource):
                 extend(resource.pk, held, settings.HOIST_MIRROR_DEADLINE_S + 60)
+                long_call = True
             image = make_pullable(resource, target)
-            extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S)  # renewed (and back from a mirror's)
+            if long_call or _older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2):
+                extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S)  # renewed (and back from a long call's)
             drift = observe_drift(kube, resource) if sweep else None
             objects = desired_objects(resource, image, target.digest)
             fingerprint = config_hash(objects)
@@ -704,8 +717,8 @@ def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target
         else:
             _apply_in_namespace(kube, resource, obj)
     health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
-    own = own_artifact(resource, target, image, plan, held)
-    if health.state == rollout.HEALTHY and health.image == image and own is not None:
+    own_artifact(resource, target, image, plan, held)
+    if health.state == rollout.HEALTHY and health.image == image:
         # It runs: what same-cluster dependants that follow "healthy" may take now.
         Artifact.objects.filter(resource=resource, digest=target.digest, healthy_at__isnull=True).update(healthy_at=timezone.now())
     _apply_image_source(kube, resource, objects["ImageSource"], image, target.digest)
@@ -779,18 +792,33 @@ def own_artifact(resource: Resource, target: Target, image: str, plan: Plan, hel
     latest = resource.artifacts.order_by("-sequence").first()
     if latest is not None and latest.digest == target.digest:
         return latest  # a config change, a repair, or a retry of this very apply
-    with transaction.atomic():
-        locked = Resource.objects.select_for_update().get(pk=resource.pk)
-        if held is not None and locked.claim_token != held.token:
-            raise LostClaim()  # a publish in this resource's order must come from its holder
-        sequence = locked.artifact_seq + 1
-        Resource.objects.filter(pk=resource.pk).update(artifact_seq=sequence)
-        resource.artifact_seq = sequence
-        return Artifact.objects.create(
-            resource=resource, sequence=sequence, repository=parse_reference(image).name, digest=target.digest,
-            origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
-            first_published_at=target.first_published_at or timezone.now(),
-        )
+    sequence = _next_artifact_sequence(resource.pk, held)
+    if sequence is None:
+        raise LostClaim()  # a publish in this resource's order must come from its holder
+    resource.artifact_seq = sequence
+    # No transaction around the two: if the insert failed, the sequence would have a gap,
+    # which nothing minds (order is all a sequence promises); it saves three round trips.
+    return Artifact.objects.create(
+        resource=resource, sequence=sequence, repository=parse_reference(image).name, digest=target.digest,
+        origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
+        first_published_at=target.first_published_at or timezone.now(),
+    )
+
+
+def _next_artifact_sequence(resource_id: int, held: Claim | None) -> int | None:
+    """Take the resource's next artifact sequence in one statement (UPDATE … RETURNING, which
+    PostgreSQL and SQLite ≥ 3.35 both speak; the ORM's update() can't return values); None
+    when the claim is no longer this worker's."""
+    table = connection.ops.quote_name(Resource._meta.db_table)
+    sql = f"UPDATE {table} SET artifact_seq = artifact_seq + 1 WHERE id = %s"
+    params: list = [resource_id]
+    if held is not None:
+        sql += " AND claim_token = %s"
+        params.append(held.token)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING artifact_seq", params)
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def record(resource: Resource, held: Claim, target: Target, image: str, drift: str | None,
@@ -848,12 +876,12 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
         Resource.objects.filter(pk=locked.pk).update(**fields)
         for name, value in fields.items():
             setattr(resource, name, value)
-        recorded = rollout.record(resource.pk, health, claim_token=held.token)
+            setattr(locked, name, value)
+        locked.environment = resource.environment  # loaded already: its name is in every log line
+        recorded = rollout.record(resource.pk, health, claim_token=held.token, locked=locked)
         # Dependants that follow what just happened, queued on commit with this record.
-        if changed:
-            rollout.fan_out(resource, healthy=False)
-        if recorded.became == rollout.HEALTHY:
-            rollout.fan_out(resource, healthy=True)
+        if changed or recorded.became == rollout.HEALTHY:
+            rollout.fan_out(resource, published=changed, healthy=recorded.became == rollout.HEALTHY)
     note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
     if changed or note or drift is not None:
         log.info("applied %s to %s (%s)", target.digest[:19], resource, health.summary,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
-from django.db.models import DateTimeField, F, Value
+from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
@@ -85,15 +85,17 @@ class Recorded:
     resource: Resource | None = None
 
 
-def record(resource_id: int, health: Health, *, claim_token: str = "") -> Recorded:
+def record(resource_id: int, health: Health, *, claim_token: str = "", locked: Resource | None = None) -> Recorded:
     """Write what `health` says about the resource, if it is about what Hoist applied.
 
     A reconcile in progress holds a claim: the observer's word (no token) waits
-    for it, so the reconcile, which applied the spec, records first.
+    for it, so the reconcile, which applied the spec, records first. `locked`:
+    the row as the caller holds it locked in its own transaction, up to date.
     """
     now = timezone.now()
-    with transaction.atomic():
-        resource = Resource.objects.select_for_update().filter(pk=resource_id).first()
+    # Inside the caller's transaction (`locked`), no savepoint: two round trips fewer per reconcile.
+    with transaction.atomic(savepoint=locked is None):
+        resource = locked or Resource.objects.select_for_update().filter(pk=resource_id).first()
         if resource is None or not resource.current_image:
             return Recorded()
         if resource.claimed_until and resource.claimed_until > now and resource.claim_token != claim_token:
@@ -109,7 +111,8 @@ def record(resource_id: int, health: Health, *, claim_token: str = "") -> Record
                 fields.update(phase=Phase.READY, message="", healthy_digest=digest, healthy_at=now)
                 if resource.failed_digest == digest:
                     fields["failed_digest"] = ""
-                Artifact.objects.filter(resource=resource, digest=digest, healthy_at__isnull=True).update(healthy_at=now)
+                if locked is None:  # a reconcile (`locked`) marked its artifact when it read the rollout
+                    Artifact.objects.filter(resource=resource, digest=digest, healthy_at__isnull=True).update(healthy_at=now)
             # Also a repair's drift promotion on a resource that stayed healthy.
             _promotions_healthy(resource, digest, now)
         elif health.state == FAILED:
@@ -181,32 +184,40 @@ def image_source_status(resource: Resource, image: str, digest: str) -> dict:
     """
     repository = image.rpartition("@")[0]
     status: dict = {}
-    published = resource.artifacts.filter(digest=digest).order_by("-sequence").first()
+    # One query for both: the newest artifacts that are healthy or carry this digest.
+    recent = list(resource.artifacts.filter(Q(digest=digest) | Q(healthy_at__isnull=False))
+                  .order_by("-sequence")[:HISTORY + 1])
+    published = next((a for a in recent if a.digest == digest), None)
+    if published is None and len(recent) > HISTORY:  # older than every healthy one shown: look it up
+        published = resource.artifacts.filter(digest=digest).order_by("-sequence").first()
     if published is not None:
         status["publishedArtifact"] = _artifact_status(published, f"{repository}@{published.digest}")
-    healthy = list(resource.artifacts.filter(healthy_at__isnull=False).order_by("-sequence")[:HISTORY])
+    healthy = [a for a in recent if a.healthy_at is not None][:HISTORY]
     if healthy:
         status["latestArtifact"] = _artifact_status(healthy[0], f"{repository}@{healthy[0].digest}")
         status["healthyArtifacts"] = [_artifact_status(a, f"{repository}@{a.digest}") for a in healthy]
     return status
 
 
-def fan_out(resource: Resource, *, healthy: bool) -> None:
+def fan_out(resource: Resource, *, healthy: bool, published: bool = False) -> None:
     """Queue the track-latest dependants that follow what just happened.
 
-    After an apply, those that follow "published"; after a healthy rollout,
-    those that follow "healthy" (a soak time makes the observer come back
-    when it has passed).
+    `published` (an apply): those that follow "published"; `healthy` (a healthy
+    rollout): those that follow "healthy" (a soak time makes the observer come
+    back when it has passed). One query finds them all, whichever happened.
     """
-    dependants = Resource.objects.filter(promote_from=resource, binding=Binding.TRACK_LATEST)
-    if not healthy:
-        queue.enqueue_reconcile_many(list(dependants.filter(follow=Follow.PUBLISHED).order_by("pk").values_list("pk", flat=True)))
+    dependants = list(Resource.objects.filter(promote_from=resource, binding=Binding.TRACK_LATEST)
+                      .order_by("pk").values_list("pk", "follow", "soak_seconds"))
+    if not dependants:
         return
-    following = dependants.filter(follow=Follow.HEALTHY)
-    now = timezone.now()
-    for soak in following.filter(soak_seconds__gt=0).order_by().values_list("soak_seconds", flat=True).distinct():
-        # An earlier check already scheduled (an older build still soaking) stays first.
-        at = now + timedelta(seconds=soak)
-        when = Value(at, output_field=DateTimeField())
-        following.filter(soak_seconds=soak).update(next_check_at=Least(Coalesce(F("next_check_at"), when), when))
-    queue.enqueue_reconcile_many(list(following.filter(soak_seconds=0).order_by("pk").values_list("pk", flat=True)))
+    now_ids = [pk for pk, follow, soak in dependants
+               if (published and follow == Follow.PUBLISHED) or (healthy and follow == Follow.HEALTHY and not soak)]
+    if healthy:
+        now = timezone.now()
+        for soak in sorted({soak for _, follow, soak in dependants if follow == Follow.HEALTHY and soak}):
+            # An earlier check already scheduled (an older build still soaking) stays first.
+            at = now + timedelta(seconds=soak)
+            when = Value(at, output_field=DateTimeField())
+            ids = [pk for pk, follow, s in dependants if follow == Follow.HEALTHY and s == soak]
+            Resource.objects.filter(pk__in=ids).update(next_check_at=Least(Coalesce(F("next_check_at"), when), when))
+    queue.enqueue_reconcile_many(now_ids)

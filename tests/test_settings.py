@@ -106,3 +106,23 @@ def test_login_throttling_reads_the_environment():
 def test_a_bad_login_throttling_setting_refuses_to_start(env):
     result = load_login(env)
     assert result.returncode != 0 and "HOIST_LOGIN_FAILURE_LIMIT must be a whole number" in result.stderr
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "nan", "inf", "2.5"])
+def test_a_bad_number_names_its_variable(monkeypatch, raw):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.settings import env_number
+
+    monkeypatch.setenv("HOIST_REGISTRY_CONCURRENCY", raw)
+    with pytest.raises(ImproperlyConfigured, match="HOIST_REGISTRY_CONCURRENCY must be a whole number of at least 1"):
+        env_number("HOIST_REGISTRY_CONCURRENCY", 2, integer=True, minimum=1)
+
+
+def test_numbers_come_from_the_environment(monkeypatch):
+    from config.settings import env_number
+
+    monkeypatch.setenv("HOIST_REGISTRY_DEADLINE_S", "7.5")
+    assert env_number("HOIST_REGISTRY_DEADLINE_S", 20, minimum=0.1) == 7.5
+    monkeypatch.delenv("HOIST_REGISTRY_DEADLINE_S")
+    assert env_number("HOIST_REGISTRY_DEADLINE_S", 20, minimum=0.1) == 20
