@@ -151,7 +151,7 @@ def give_back(key: str, slot: int, token: str) -> None:
 
 @contextmanager
 def passage(key: str, *, label: str, lease_s: float, limit: int = 0,
-            transient: Callable[[BaseException], bool | None]) -> Iterator[None]:
+            transient: Callable[[BaseException], bool | None]) -> Iterator[_State]:
     """Run the block as one call to `key`: breaker checked, a slot held (if `limit`), outcome recorded.
 
     `transient(exc)`: True if this error counts against the host (no answer, 5xx);
@@ -161,7 +161,7 @@ def passage(key: str, *, label: str, lease_s: float, limit: int = 0,
     held = take_slot(key, limit, lease_s=lease_s, label=label) if limit > 0 else None
     started = time.monotonic()
     try:
-        yield
+        yield state
     except Exception as exc:
         verdict = transient(exc)
         if verdict:

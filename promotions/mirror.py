@@ -33,6 +33,9 @@ def _credentials(host: str) -> tuple[str, str] | None:
     return None
 
 
+PROBE_DEADLINE_S = 3.0
+
+
 class _CurrentPolicy:
     """The outbound policy as the settings say now (the client lives as long as the process)."""
 
@@ -83,15 +86,18 @@ def _transient(exc: BaseException) -> bool | None:
 
 
 @contextmanager
-def calling(host: str, *, deadline: float | None = None) -> Iterator[RegistryClient]:
+def calling(host: str, *, deadline: float | None = None, probe_deadline: float | None = None) -> Iterator[RegistryClient]:
     """One call to registry `host`: its breaker, a slot (for hosts operators didn't set up
-    themselves), and a deadline for the whole call."""
+    themselves), and a deadline for the whole call; `probe_deadline` when the call is the
+    breaker's probe (a host that failed repeatedly gets less of a worker's time)."""
     deadline = settings.HOIST_REGISTRY_DEADLINE_S if deadline is None else deadline
     configured = host == settings.HOIST_CENTRAL_REGISTRY.split("/", 1)[0]
     limit = 0 if configured else settings.HOIST_REGISTRY_CONCURRENCY
     try:
         with guard.passage(f"registry:{host}", label=f"registry {host}", lease_s=deadline + 5, limit=limit,
-                           transient=_transient):
+                           transient=_transient) as state:
+            if state.probing and probe_deadline is not None:
+                deadline = min(deadline, probe_deadline)
             with client().deadline(deadline):
                 yield client()
     except guard.Closed as closed:
@@ -142,5 +148,7 @@ def mirror(image: str, dest_repository: str) -> str:
 def resolve(image: str, *, deadline: float | None = None) -> str:
     """The digest a tag points at now; `deadline`: seconds for the whole call (a web request's is short)."""
     ref = parse_reference(image)
-    with calling(ref.registry, deadline=deadline) as registry:
+    # A registry answers a HEAD for one manifest in well under a second; a probe of one that
+    # kept failing gets a few seconds, not the whole deadline.
+    with calling(ref.registry, deadline=deadline, probe_deadline=PROBE_DEADLINE_S) as registry:
         return registry.resolve(ref)

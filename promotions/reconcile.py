@@ -79,6 +79,9 @@ class Batch:
 
     image_sources: dict = field(default_factory=dict)
     down_clusters: dict = field(default_factory=dict)
+    # Hoist's record of an upstream's publish, by (upstream id, sequence): siblings in one
+    # fan-out all check the same one (an artifact never changes once written).
+    artifacts: dict = field(default_factory=dict)
 
 
 class Waiting(Exception):
@@ -476,12 +479,12 @@ def _decide_from_image_source(resource: Resource, upstream: Resource, kube: Clus
         latest = status.get("publishedArtifact") or status.get("latestArtifact")
         if not latest:
             raise Waiting(f"Waiting for {upstream} to publish: no {where} with a published artifact.")
-        return _target_from_status(upstream, latest, recheck_at=None)
+        return _target_from_status(upstream, latest, recheck_at=None, batch=batch)
     if resource.soak_seconds == 0:
         latest = status.get("latestArtifact")
         if not latest:
             raise Waiting(f"Waiting for {upstream} to run a digest healthy: no {where} with a healthy artifact.")
-        return _target_from_status(upstream, latest, recheck_at=None)
+        return _target_from_status(upstream, latest, recheck_at=None, batch=batch)
     entries = status.get("healthyArtifacts") or ([status["latestArtifact"]] if status.get("latestArtifact") else [])
     candidates = []
     for entry in entries:
@@ -491,11 +494,11 @@ def _decide_from_image_source(resource: Resource, upstream: Resource, kube: Clus
     if not candidates:
         raise Waiting(f"Waiting for {upstream} to run a digest healthy: no {where} with a healthy artifact.")
     chosen, recheck_at = _soaked(resource, candidates, upstream)
-    return _target_from_status(upstream, chosen, recheck_at=recheck_at)
+    return _target_from_status(upstream, chosen, recheck_at=recheck_at, batch=batch)
 
 
-def _target_from_status(upstream: Resource, latest: dict, *, recheck_at) -> Target:
-    source_artifact = _check_published(upstream, latest)
+def _target_from_status(upstream: Resource, latest: dict, *, recheck_at, batch: Batch | None = None) -> Target:
+    source_artifact = _check_published(upstream, latest, batch)
     first = _parse_time(latest.get("firstPublishedAt") or latest.get("publishedAt"))
     return Target(
         digest=latest["digest"], image=latest["image"], sequence=int(latest["sequence"]),
@@ -513,7 +516,7 @@ def _parse_time(value) -> datetime | None:
         return None
 
 
-def _check_published(upstream: Resource, latest: dict) -> Artifact | None:
+def _check_published(upstream: Resource, latest: dict, batch: Batch | None = None) -> Artifact | None:
     """What an upstream's ImageSource says it publishes must be a digest reference that
     agrees with itself and with Hoist's own record: anyone able to write that status
     must not be able to push a tag, or someone else's digest, downstream."""
@@ -526,7 +529,13 @@ def _check_published(upstream: Resource, latest: dict) -> Artifact | None:
         raise ClusterError(
             f"ImageSource {upstream.environment.namespace}/{upstream.name} has a malformed latestArtifact "
             f"({str(latest)[:200]}); refusing to promote from it", retryable=False)
-    recorded = upstream.artifacts.filter(sequence=sequence).order_by().first()
+    key = (upstream.pk, sequence)
+    if batch is not None and key in batch.artifacts:
+        recorded = batch.artifacts[key]
+    else:
+        recorded = upstream.artifacts.filter(sequence=sequence).order_by().first()
+        if batch is not None and recorded is not None:
+            batch.artifacts[key] = recorded
     if recorded is not None and recorded.digest != ref.digest:
         raise ClusterError(
             f"ImageSource {upstream.environment.namespace}/{upstream.name} says publish #{sequence} is {ref.digest}, "

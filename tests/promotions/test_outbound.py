@@ -391,3 +391,18 @@ def test_an_unreadable_pattern_fails_closed(settings, dev):
     settings.HOIST_ALLOW_PRIVATE_REGISTRIES = True
     with pytest.raises(ValidationError, match="HOIST_ALLOWED_REGISTRIES"):
         services.resource_create(environment=dev, name="x", image="ghcr.io/app:1")
+
+
+def test_a_probe_gets_a_short_deadline(fast_registry_calls, settings, black_hole, monkeypatch):
+    """A host that kept failing is probed with PROBE_DEADLINE_S, not the whole call deadline."""
+    settings.HOIST_REGISTRY_DEADLINE_S = 20
+    given = []
+    real = RegistryClient.deadline
+    monkeypatch.setattr(RegistryClient, "deadline", lambda self, seconds: given.append(seconds) or real(self, seconds))
+    Gate.objects.create(key=f"registry:{black_hole.host}", failures=3, open_until=timezone.now() - timedelta(seconds=1),
+                        cooldown_s=5)
+    with pytest.raises(RegistryError):
+        mirror.resolve(f"{black_hole.host}/app:v1")
+    assert given == [mirror.PROBE_DEADLINE_S]
+    gate = Gate.objects.get(key=f"registry:{black_hole.host}")
+    assert gate.open_until > timezone.now() and gate.cooldown_s == 10
