@@ -590,7 +590,7 @@ def resource_update(
         require_change_environment(actor, resource.environment, "change resources")
         if any(field in changes for field in SOURCE_FIELDS):
             _lock_project(resource.environment.project_id)
-        locked = Resource.objects.select_for_update().select_related("environment__project").get(pk=resource.pk)
+        locked = Resource.objects.select_for_update(no_key=True).select_related("environment__project").get(pk=resource.pk)
         if precondition is not None:
             precondition(locked)
         plan = validate_resource_update(resource=locked, env=env, **changes)
@@ -696,7 +696,7 @@ def artifact_publish(
         if validate_only:
             entry.skip()
             return Artifact(resource=resource, digest=digest, tag=tag, repository=repository, origin=origin)
-        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        locked = Resource.objects.select_for_update(no_key=True).get(pk=resource.pk)
         locked.artifact_seq += 1
         locked.save(update_fields=["artifact_seq"])
         artifact = Artifact.objects.create(

@@ -158,7 +158,12 @@ def passage(key: str, *, label: str, lease_s: float, limit: int = 0,
     False if it proves the host answered; None if it says nothing about the host.
     """
     state = check(key, lease_s=lease_s, label=label)
-    held = take_slot(key, limit, lease_s=lease_s, label=label) if limit > 0 else None
+    try:
+        held = take_slot(key, limit, lease_s=lease_s, label=label) if limit > 0 else None
+    except Closed:
+        if state.probing:  # this call won't probe after all: let the next one
+            Gate.objects.filter(key=key).update(probe_until=None)
+        raise
     started = time.monotonic()
     try:
         yield state

@@ -102,6 +102,14 @@ _clients: dict[tuple, "ClusterClient"] = {}
 _clients_lock = threading.Lock()
 
 
+def fingerprint(cluster) -> str:
+    """Identifies how Hoist reaches a cluster: an edit in the admin (new URL, rotated token)
+    changes it, so cached clients and the cluster's circuit breaker start afresh."""
+    return hashlib.sha256(
+        "\0".join([cluster.api_url, cluster.token, cluster.ca_cert, cluster.kubeconfig]).encode()
+    ).hexdigest()
+
+
 class ClusterClient:
     """One cluster's API. Build it with `ClusterClient.for_cluster(cluster)`."""
 
@@ -120,10 +128,7 @@ class ClusterClient:
         Keyed by the cluster's endpoint and credentials, so an edit in the
         admin (new URL, rotated token) gets a fresh client on the next call.
         """
-        fingerprint = hashlib.sha256(
-            "\0".join([cluster.api_url, cluster.token, cluster.ca_cert, cluster.kubeconfig]).encode()
-        ).hexdigest()
-        key = (cluster.pk, fingerprint)
+        key = (cluster.pk, fingerprint(cluster))
         with _clients_lock:
             client_ = _clients.get(key)
             if client_ is None:

@@ -123,7 +123,7 @@ class DatabaseCollector:
 
         from .models import Gate
 
-        # Per host (`registry:<host>`, `cluster:<id>`): 1 while its circuit breaker is open.
+        # Per host (`registry:<host>`, `cluster:<id>:<endpoint hash>`): 1 while its circuit breaker is open.
         breakers = GaugeMetricFamily("hoist_breaker_open", "1 while the host's circuit breaker is open.", labels=["target"])
         failures = GaugeMetricFamily("hoist_breaker_failures", "Transient failures in a row, per host.", labels=["target"])
         now = timezone.now()

@@ -102,7 +102,7 @@ class TagHead(models.Model):
 
 
 class Gate(models.Model):
-    """A circuit breaker for one outbound host (`registry:<host>`) or cluster (`cluster:<id>`),
+    """A circuit breaker for one outbound host (`registry:<host>`) or cluster (`cluster:<id>:<endpoint hash>`),
     shared by every worker and web process (see promotions.guard).
 
     Closed: calls go through. After `failures` reaches the threshold it opens until

@@ -49,7 +49,7 @@ from environments.models import Artifact, Binding, Cluster, Follow, Kind, Phase,
 from environments.selectors import latest_artifact
 
 from . import guard, metrics, mirror, queue, rollout
-from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
+from .kube import IMAGESOURCE_API, ClusterClient, ClusterError, fingerprint as kube_fingerprint
 from .models import Promotion
 from .registry import RegistryError, parse_reference
 
@@ -172,7 +172,7 @@ def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None
                 claimed_until=None, claim_token="", backoff_until=None, failures_in_a_row=0, dirty_at=None):
             return
     with transaction.atomic():
-        row = Resource.objects.select_for_update().filter(pk=resource_id, claim_token=held.token).first()
+        row = Resource.objects.select_for_update(no_key=True).filter(pk=resource_id, claim_token=held.token).first()
         if row is None:
             return  # the lease ran out and another worker took over: it records
         # The next look: the one this reconcile asks for (a soak ending, a retry), or an
@@ -333,12 +333,18 @@ def _cluster_transient(exc: BaseException) -> bool | None:
     return exc.retryable and (exc.unreachable or (exc.status or 0) >= 500 or exc.status is None)
 
 
+def gate_key(cluster: Cluster) -> str:
+    return f"cluster:{cluster.pk}:{kube_fingerprint(cluster)[:12]}"
+
+
 @contextmanager
 def _cluster_gate(cluster: Cluster) -> Iterator[None]:
     """The cluster's circuit breaker around one reconcile (no concurrency limit: reconciles
-    on one cluster are the normal load, and a dead cluster opens its breaker in a few calls)."""
+    on one cluster are the normal load, and a dead cluster opens its breaker in a few calls).
+    Keyed by how Hoist reaches it too: fixing a cluster's URL or token in the admin is tried
+    at once, not after the old endpoint's cooldown."""
     try:
-        with guard.passage(f"cluster:{cluster.pk}", label=f"cluster {cluster.name}", lease_s=60,
+        with guard.passage(gate_key(cluster), label=f"cluster {cluster.name}", lease_s=60,
                            transient=_cluster_transient):
             yield
     except guard.Closed as closed:
@@ -414,7 +420,7 @@ def _resolve_tag(resource: Resource) -> Artifact:
     ref = parse_reference(resource.image)
     digest = mirror.resolve(resource.image)  # network: outside any transaction
     with transaction.atomic():
-        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        locked = Resource.objects.select_for_update(no_key=True).get(pk=resource.pk)
         already = latest_artifact(locked)
         if already is not None:
             return already  # published meanwhile (a webhook, another worker)
@@ -836,7 +842,11 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
     never behind what the resource already runs. None when it was not recorded."""
     now = timezone.now()
     with transaction.atomic():
-        locked = Resource.objects.select_for_update().filter(pk=resource.pk).first()
+        # FOR NO KEY UPDATE, not FOR UPDATE: a dependant recording at the same time checks its
+        # promote_from key against this row at commit (FOR KEY SHARE, PostgreSQL's foreign-key
+        # check), while this transaction marks that dependant dirty: with FOR UPDATE the two
+        # waited on each other (a deadlock, seen in the fan-out benchmark).
+        locked = Resource.objects.select_for_update(no_key=True).filter(pk=resource.pk).first()
         if locked is None or locked.claim_token != held.token:
             log.warning("reconcile of %s lost its claim before recording; the worker that took over records", resource)
             return None

@@ -95,7 +95,7 @@ def record(resource_id: int, health: Health, *, claim_token: str = "", locked: R
     now = timezone.now()
     # Inside the caller's transaction (`locked`), no savepoint: two round trips fewer per reconcile.
     with transaction.atomic(savepoint=locked is None):
-        resource = locked or Resource.objects.select_for_update().filter(pk=resource_id).first()
+        resource = locked or Resource.objects.select_for_update(no_key=True).filter(pk=resource_id).first()
         if resource is None or not resource.current_image:
             return Recorded()
         if resource.claimed_until and resource.claimed_until > now and resource.claim_token != claim_token:

@@ -364,8 +364,22 @@ class TestReconcileAgainstABlackHole:
         web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
         clusters["a"].faults.refuse_connections(True)
         reconcile.reconcile_resource(web.pk)
-        gate = Gate.objects.get(key=f"cluster:{dev.cluster_id}")
+        gate = Gate.objects.get(key=reconcile.gate_key(dev.cluster))
         assert gate.open_until is not None and gate.failures == 3
+        clusters["a"].faults.refuse_connections(False)
+
+    def test_fixing_a_clusters_endpoint_is_tried_at_once(self, clusters, dev, make_resource, sandbox_factory):
+        """The breaker is the endpoint's: an operator who points the cluster somewhere else
+        (or rotates its token) doesn't wait for the old endpoint's cooldown."""
+        web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+        clusters["a"].faults.refuse_connections(True)
+        reconcile.reconcile_resource(web.pk)
+        cluster = dev.cluster
+        services.cluster_update(cluster=cluster, api_url=sandbox_factory().url)
+        cluster.refresh_from_db()
+        reconcile.reconcile_resource(web.pk)
+        web.refresh_from_db()
+        assert web.current_digest == digest(1)
         clusters["a"].faults.refuse_connections(False)
 
 
