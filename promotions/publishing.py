@@ -96,13 +96,14 @@ def _queue(resource: Resource, tag: str, repository: str, origin: str, actor, ac
         return None
     pause = min(120.0, 2.0 * 2 ** (attempt - 1))
     retry_at = max(getattr(exc, "retry_at", None) or timezone.now(), timezone.now() + timedelta(seconds=pause))
-    arguments = (resource.pk, tag, repository, origin, getattr(actor, "pk", None), actor_label, attempt)
+    # Plain values only: a schedule stores its arguments as a literal (an enum member would not read back).
+    arguments = (resource.pk, tag, repository, str(origin), getattr(actor, "pk", None), actor_label, attempt)
     if attempt == 1:
         transaction.on_commit(lambda: async_task("promotions.publishing.publish_tag", *arguments,
                                                  group="publish", task_name=f"publish-{resource.pk}-{tag}"[:100]))
     else:
         transaction.on_commit(lambda: schedule("promotions.publishing.publish_tag", *arguments,
-                                               schedule_type=Schedule.ONCE, next_run=retry_at, repeats=1,
+                                               schedule_type=Schedule.ONCE, next_run=retry_at,  # deleted once it has run
                                                name=f"publish-{resource.pk}-{tag}-{attempt}-{timezone.now():%H%M%S%f}"[:100]))
     reason = "the registry is busy or not answering" if isinstance(exc, mirror.Deferred) else "the registry didn't answer in time"
     return Queued(repository=repository, tag=tag, reason=reason, retry_at=retry_at)

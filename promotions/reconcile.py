@@ -327,7 +327,7 @@ def _retry_at(resource_id: int, exc: Exception) -> datetime:
 
 def _cluster_transient(exc: BaseException) -> bool | None:
     """For a cluster's breaker: no answer or a 5xx counts against it; a 4xx is an answer;
-    anything else (a registry error, a calls not made) says nothing about the cluster."""
+    anything else (a registry error, a call not made) says nothing about the cluster."""
     if not isinstance(exc, ClusterError) or isinstance(exc, LostClaim) or exc.reason in (SKIPPED, DEFERRED):
         return None
     return exc.retryable and (exc.unreachable or (exc.status or 0) >= 500 or exc.status is None)

@@ -8,6 +8,7 @@ can own a public name.
 
 from __future__ import annotations
 
+import ast
 import socket
 from datetime import timedelta
 
@@ -420,3 +421,16 @@ def test_a_probe_gets_a_short_deadline(fast_registry_calls, settings, black_hole
     assert given == [mirror.PROBE_DEADLINE_S]
     gate = Gate.objects.get(key=f"registry:{black_hole.host}")
     assert gate.open_until > timezone.now() and gate.cooldown_s == 10
+
+
+def test_a_queued_publish_that_fails_again_is_scheduled_later(fast_registry_calls, dev, make_resource, black_hole,
+                                                               developer, django_capture_on_commit_callbacks):
+    from django_q.models import Schedule
+
+    resource = make_resource(dev, "again", image=f"{black_hole.host}/shop/again:v1")
+    with django_capture_on_commit_callbacks(execute=True):
+        publishing.publish_tag(resource.pk, "v1", f"{black_hole.host}/shop/again", Artifact.Origin.API, developer.pk, "", 1)
+    scheduled = Schedule.objects.get(func="promotions.publishing.publish_tag")
+    assert scheduled.schedule_type == Schedule.ONCE and scheduled.repeats < 0  # removed once it has run
+    assert scheduled.next_run > timezone.now() and ast.literal_eval(scheduled.args)[-1] == 2  # the second try
+    assert not Artifact.objects.filter(resource=resource).exists()
