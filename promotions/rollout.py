@@ -184,11 +184,13 @@ def image_source_status(resource: Resource, image: str, digest: str) -> dict:
     """
     repository = image.rpartition("@")[0]
     status: dict = {}
-    # One query for both: the newest artifacts that are healthy or carry this digest.
+    # One query for both: the newest artifacts that are healthy or carry this digest (room for
+    # a few publishes of this digest that never became healthy, ahead of the healthy ones).
+    window = 2 * HISTORY
     recent = list(resource.artifacts.filter(Q(digest=digest) | Q(healthy_at__isnull=False))
-                  .order_by("-sequence")[:HISTORY + 1])
+                  .order_by("-sequence")[:window])
     published = next((a for a in recent if a.digest == digest), None)
-    if published is None and len(recent) > HISTORY:  # older than every healthy one shown: look it up
+    if published is None and len(recent) == window:  # older than every one read: look it up
         published = resource.artifacts.filter(digest=digest).order_by("-sequence").first()
     if published is not None:
         status["publishedArtifact"] = _artifact_status(published, f"{repository}@{published.digest}")
