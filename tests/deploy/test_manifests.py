@@ -305,6 +305,8 @@ def test_config_and_secret_templates():
     assert config["HOIST_BEHIND_TLS_PROXY"] == "true"
     assert config["SECURE_SSL_REDIRECT"] == "false"
     assert config["HOIST_Q_WORKERS"] == "4"
+    # One registry that never answers may hold this many task processes, never all of them.
+    assert int(config["HOIST_REGISTRY_CONCURRENCY"]) < int(config["HOIST_Q_WORKERS"])
     assert config["LOG_LEVEL"] == "INFO"
     secret = the("Secret", "hoist-secrets")
     required = {"SECRET_KEY", "HOIST_CREDENTIALS_KEY", "DATABASE_URL", "REDIS_URL", "HOIST_WEBHOOK_TOKEN",
