@@ -92,6 +92,12 @@ def passed(key: str, state: _State) -> None:
         Gate.objects.filter(key=key).update(failures=0, open_until=None, probe_until=None, cooldown_s=0, last_error="")
 
 
+def close(key: str) -> None:
+    """The host is known to answer (e.g. a watch listed everything): close its breaker now."""
+    Gate.objects.filter(key=key).filter(Q(failures__gt=0) | Q(open_until__isnull=False)).update(
+        failures=0, open_until=None, probe_until=None, cooldown_s=0, last_error="")
+
+
 def failed(key: str, state: _State, error: str) -> None:
     """A transient failure: count it; open the breaker at the threshold, or again after a failed probe."""
     _clean.pop(key, None)

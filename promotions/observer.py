@@ -39,10 +39,10 @@ from django.utils import timezone
 
 from environments.models import Cluster, Kind, Phase, Resource
 
-from . import queue, rollout
+from . import guard, queue, rollout
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import ObserverLease
-from .reconcile import LABEL_PREFIX, claim, publish_status, release
+from .reconcile import LABEL_PREFIX, claim, gate_key, publish_status, release
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class Watch(threading.Thread):
                     return
                 with ClusterClient.for_cluster(cluster) as kube:
                     if not self.resource_version:
-                        self._list(kube)
+                        self._list(kube, cluster)
                     self._watch(kube)
                 failures = 0
             except ClusterError as exc:
@@ -292,7 +292,7 @@ class Watch(threading.Thread):
             finally:
                 close_old_connections()
 
-    def _list(self, kube: ClusterClient) -> None:
+    def _list(self, kube: ClusterClient, cluster: Cluster | None = None) -> None:
         try:
             items, self.resource_version = kube.list_versioned(self.api_version, self.kind, None, SELECTOR)
         except ClusterError as exc:
@@ -302,6 +302,11 @@ class Watch(threading.Thread):
                 raise ClusterError("ImageSource CRD not installed yet", retryable=True) from None
             raise
         self.relists += 1
+        if cluster is not None:
+            # The cluster answered a full list: it is back, whatever its circuit breaker says.
+            # Closing it now lets the repairs below run at once, not after a cooldown of up to
+            # a minute that the outage's failed probes built up.
+            guard.close(gate_key(cluster))
         self.handlers.relisted(self.cluster_id, self.kind, items)
         if self.kind == "Deployment":
             for item in items:

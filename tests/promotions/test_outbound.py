@@ -434,3 +434,20 @@ def test_a_queued_publish_that_fails_again_is_scheduled_later(fast_registry_call
     assert scheduled.schedule_type == Schedule.ONCE and scheduled.repeats < 0  # removed once it has run
     assert scheduled.next_run > timezone.now() and ast.literal_eval(scheduled.args)[-1] == 2  # the second try
     assert not Artifact.objects.filter(resource=resource).exists()
+
+
+def test_a_watch_that_lists_a_cluster_closes_its_breaker(clusters, dev):
+    """Back from an outage: the observer's relist proves the cluster answers, so repairs run
+    at once instead of after the cooldown the outage's failed probes built up."""
+    import threading
+
+    from promotions import observer
+    from promotions.kube import ClusterClient
+
+    cluster = dev.cluster
+    key = reconcile.gate_key(cluster)
+    Gate.objects.create(key=key, failures=7, open_until=timezone.now() + timedelta(seconds=60), cooldown_s=60)
+    watch = observer.Watch(cluster.pk, "apps/v1", "Deployment", observer.Handlers(), threading.Event())
+    watch._list(ClusterClient.for_cluster(cluster), cluster)
+    gate = Gate.objects.get(key=key)
+    assert (gate.failures, gate.open_until, gate.cooldown_s) == (0, None, 0)
