@@ -58,7 +58,8 @@ def split_host(host: str) -> tuple[str, int | None]:
     return host, None
 
 
-def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def ip_address_of(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name spells literally (IPv4-mapped IPv6 as IPv4), or None for a name."""
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
@@ -70,7 +71,7 @@ def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def is_public(address) -> bool:
     """An address any registry on the internet could have: none of the special ranges."""
-    address = _address(str(address)) or address
+    address = ip_address_of(str(address)) or address
     if address in METADATA_ADDRESSES:
         return False
     return address.is_global and not address.is_multicast
@@ -104,7 +105,7 @@ class Pattern:
         if self.port is not None and port != self.port:
             return False
         if self.network is not None:
-            address = _address(name)
+            address = ip_address_of(name)
             return address is not None and address.version == self.network.version and address in self.network
         return fnmatch.fnmatchcase(name, self.host) if self.host.startswith("*.") else name == self.host
 
@@ -149,7 +150,7 @@ class Policy:
             return
         if self.allowed:
             raise OutboundRefused(f"registry {host} is {REFUSED} (it is not in HOIST_ALLOWED_REGISTRIES)")
-        address = _address(name)
+        address = ip_address_of(name)
         if (address is not None and not is_public(address)) or any(fnmatch.fnmatchcase(name, n) for n in LOCAL_NAMES):
             raise OutboundRefused(f"registry {host} is {REFUSED} (a loopback, private or link-local address)")
 
@@ -161,7 +162,7 @@ class Policy:
         self.check_host(f"[{name}]:{port}" if ":" in name else f"{name}:{port}")
         listed = self._listed(name, port)
         for address in addresses:
-            address = _address(str(address))
+            address = ip_address_of(str(address))
             if address is None:
                 continue
             if address in METADATA_ADDRESSES and not any(p.matches(str(address), port) for p in self.allowed):

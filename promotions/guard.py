@@ -89,7 +89,7 @@ def check(key: str, *, lease_s: float, label: str) -> _State:
 def passed(key: str, state: _State) -> None:
     """The host answered: close the breaker (no write at all when it was closed and clean)."""
     if state.failures or state.open:
-        Gate.objects.filter(key=key).update(failures=0, open_until=None, probe_until=None, cooldown_s=0, last_error="")
+        close(key)
 
 
 def close(key: str) -> None:

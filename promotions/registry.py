@@ -37,7 +37,7 @@ import httpcore
 import httpx
 
 from environments import references
-from environments.outbound import OutboundRefused, Policy, split_host
+from environments.outbound import OutboundRefused, Policy, ip_address_of, split_host
 from environments.references import DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_API, ImageRef, is_digest
 
 RefLike = Union[str, ImageRef]
@@ -383,7 +383,7 @@ class RegistryClient:
             scheme = self._scheme_for(host)
         else:
             scheme = "http" if host in self._insecure or _is_loopback(host) else "https"
-        return f"{scheme}://{DOCKER_HUB_API if host == DOCKER_HUB else host}"
+        return f"{scheme}://{_api_host(host)}"
 
     def _url(self, ref: ImageRef, kind: str, reference: str) -> str:
         return f"{self._base(ref.registry)}/v2/{ref.repository}/{kind}/{reference}"
@@ -435,7 +435,7 @@ class RegistryClient:
         if not realm.startswith(("http://", "https://")):
             raise RegistryError(f"registry {host} asked for a bearer token but gave no usable realm ({realm!r})")
         realm_host = _authority(realm)
-        if not _same_site(realm_host, DOCKER_HUB_API if host == DOCKER_HUB else host):
+        if not _same_site(realm_host, _api_host(host)):
             # A realm elsewhere must be allowed in its own right (the list, or operator-configured).
             if self._policy is None or not self._policy.allowed_explicitly(realm_host):
                 raise RegistryError(
@@ -490,8 +490,8 @@ class RegistryClient:
         its token server when that is the same host (or Docker Hub's known pair); a token
         server elsewhere gets the credentials configured for it, if any, else none."""
         realm_name, _ = split_host(realm_host)
-        registry_name, _ = split_host(DOCKER_HUB_API if host == DOCKER_HUB else host)
-        if realm_host == (DOCKER_HUB_API if host == DOCKER_HUB else host) or realm_name == registry_name:
+        registry_name, _ = split_host(_api_host(host))
+        if realm_host == _api_host(host) or realm_name == registry_name:
             return creds
         if host == DOCKER_HUB and realm_name == DOCKER_HUB_AUTH:
             return creds
@@ -563,7 +563,7 @@ class RegistryClient:
     def _check_policy(self, host: str) -> None:
         if self._policy is not None:
             try:
-                self._policy.check_host(DOCKER_HUB_API if host == DOCKER_HUB else host)
+                self._policy.check_host(_api_host(host))
             except OutboundRefused as e:
                 raise _refused(e, f"contacting {host}") from None
 
@@ -944,6 +944,11 @@ class _AuthExpired(Exception):
 
 
 DOCKER_HUB_AUTH = "auth.docker.io"
+
+
+def _api_host(host: str) -> str:
+    """Where a registry host's API answers: Docker Hub's is not docker.io itself."""
+    return DOCKER_HUB_API if host == DOCKER_HUB else host
 OUTBOUND_REFUSED_TEXT = "not allowed by Hoist's outbound policy"
 
 
@@ -980,15 +985,7 @@ def _same_site(realm_host: str, registry_host: str) -> bool:
         return True
     labels = registry.split(".")
     parent = ".".join(labels[1:]) if len(labels) > 2 else ""
-    return bool(parent) and not _is_ip(registry) and (realm == parent or realm.endswith("." + parent))
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return False
+    return bool(parent) and ip_address_of(registry) is None and (realm == parent or realm.endswith("." + parent))
 
 
 class _PolicedBackend(httpcore.NetworkBackend):
