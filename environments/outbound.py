@@ -146,12 +146,14 @@ class Policy:
         if self.open:
             return
         name, port = split_host(host)
-        if self._listed(name, port):
-            return
         if self.allowed:
-            raise OutboundRefused(f"registry {host} is {REFUSED} (it is not in HOIST_ALLOWED_REGISTRIES)")
+            if not self._listed(name, port):
+                raise OutboundRefused(f"registry {host} is {REFUSED} (it is not in HOIST_ALLOWED_REGISTRIES)")
+            return
         address = ip_address_of(name)
-        if (address is not None and not is_public(address)) or any(fnmatch.fnmatchcase(name, n) for n in LOCAL_NAMES):
+        local = (address is not None and not is_public(address)) or any(fnmatch.fnmatchcase(name, n) for n in LOCAL_NAMES)
+        # The operator-configured hosts are read (a query) only for a host that would be refused.
+        if local and not self._listed(name, port):
             raise OutboundRefused(f"registry {host} is {REFUSED} (a loopback, private or link-local address)")
 
     def check_connection(self, host: str, port: int, addresses: Iterable) -> None:
@@ -160,12 +162,14 @@ class Policy:
             return
         name = host.strip("[]").lower()
         self.check_host(f"[{name}]:{port}" if ":" in name else f"{name}:{port}")
-        listed = self._listed(name, port)
+        listed = None  # read only when an address needs it (configured hosts cost a query)
         for address in addresses:
             address = ip_address_of(str(address))
             if address is None:
                 continue
             if address in METADATA_ADDRESSES and not any(p.matches(str(address), port) for p in self.allowed):
                 raise OutboundRefused(f"{name} is {REFUSED} (it resolves to a metadata address)")
-            if not listed and not is_public(address):
-                raise OutboundRefused(f"{name} is {REFUSED} (it resolves to a loopback, private or link-local address)")
+            if not is_public(address):
+                listed = self._listed(name, port) if listed is None else listed
+                if not listed:
+                    raise OutboundRefused(f"{name} is {REFUSED} (it resolves to a loopback, private or link-local address)")
