@@ -313,6 +313,9 @@ HOIST_CENTRAL_REGISTRY = os.environ.get("HOIST_CENTRAL_REGISTRY", "")
 HOIST_MIRROR_LAYOUT = os.environ.get("HOIST_MIRROR_LAYOUT", "{project}/{resource}")
 HOIST_CENTRAL_REGISTRY_USERNAME = os.environ.get("HOIST_CENTRAL_REGISTRY_USERNAME", "")
 HOIST_CENTRAL_REGISTRY_PASSWORD = os.environ.get("HOIST_CENTRAL_REGISTRY_PASSWORD", "")
+# Keep tags (promotions/keeping.py): besides what each resource runs and is pinned to, its last
+# this many digests that ran healthy are kept from registry clean-up (what it may roll back to).
+HOIST_KEEP_HEALTHY = env_number("HOIST_KEEP_HEALTHY", 5, integer=True, minimum=0)
 # Registries spoken to over plain HTTP besides loopback ones (which always are).
 HOIST_INSECURE_REGISTRIES = env_list("HOIST_INSECURE_REGISTRIES")
 # Outbound policy (environments/outbound.py): the registry hosts Hoist may connect to for
@@ -331,6 +334,15 @@ HOIST_REGISTRY_DEADLINE_S = env_number("HOIST_REGISTRY_DEADLINE_S", 20, minimum=
 HOIST_MIRROR_DEADLINE_S = env_number("HOIST_MIRROR_DEADLINE_S", 600, minimum=1)
 HOIST_REGISTRY_CONCURRENCY = env_number("HOIST_REGISTRY_CONCURRENCY", 2, integer=True, minimum=1)
 HOIST_REQUEST_REGISTRY_WAIT_S = env_number("HOIST_REQUEST_REGISTRY_WAIT_S", 3, minimum=0.1)
+# The rate limit per registry host, every use together (tag watches, resolves, mirrors), unless a
+# registry's own row in the admin says otherwise; and how long a call may wait for its turn before
+# it is put off (a worker is not held by a registry that is busy).
+HOIST_REGISTRY_RATE_PER_S = env_number("HOIST_REGISTRY_RATE_PER_S", 20, minimum=0.1)
+HOIST_REGISTRY_MAX_WAIT_S = env_number("HOIST_REGISTRY_MAX_WAIT_S", 2, minimum=0)
+# Tag watching: seconds between two checks (one HEAD) of each tag an image-source resource names,
+# unless a registry's own row says otherwise; threads per registry host in the watcher.
+HOIST_TAG_WATCH_INTERVAL_S = env_number("HOIST_TAG_WATCH_INTERVAL_S", 30, minimum=5)
+HOIST_TAG_WATCH_THREADS = env_number("HOIST_TAG_WATCH_THREADS", 2, integer=True, minimum=1)
 # Circuit breakers, per registry host and per cluster: open after this many transient failures
 # in a row, for a cooldown that doubles after each failed probe, up to the maximum.
 HOIST_BREAKER_FAILURES = env_number("HOIST_BREAKER_FAILURES", 3, integer=True, minimum=1)

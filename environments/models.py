@@ -307,6 +307,7 @@ class Artifact(models.Model):
         WEBHOOK = "webhook", "Registry webhook"
         ADMIN = "admin", "Admin"
         RESOLVE = "resolve", "Tag resolution"
+        WATCH = "watch", "Tag watch"
         IMAGE = "image", "Digest in the resource's image reference"
         PROMOTION = "promotion", "Promotion"
         DEMO = "demo", "Demo data"
@@ -343,3 +344,112 @@ class Artifact(models.Model):
     @property
     def reference(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+
+class RegistryHost(models.Model):
+    """A registry host Hoist calls, recorded the first time it is seen: how often its tags are
+    watched, how hard Hoist may call it, and what Hoist observed of it.
+
+    An empty limit means the installation's default (the HOIST_* setting of the same name), so
+    changing a setting moves every registry nobody tuned by hand.
+    """
+
+    host = models.CharField(max_length=255, unique=True, help_text="host[:port], as in image references.")
+    watch_interval_s = models.PositiveIntegerField(
+        "watch interval (s)", null=True, blank=True, validators=[MinValueValidator(5), MaxValueValidator(24 * 3600)],
+        help_text="Seconds between two checks of each watched tag (default HOIST_TAG_WATCH_INTERVAL_S). "
+        "A registry that sends webhooks can be given a long interval: the watch is then only a safety net.",
+    )
+    rate_per_s = models.FloatField(
+        "requests per second", null=True, blank=True, validators=[MinValueValidator(0.1), MaxValueValidator(10000)],
+        help_text="Requests per second Hoist sends here, all uses together (default HOIST_REGISTRY_RATE_PER_S).",
+    )
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="Calls in flight at once, all processes together (default HOIST_REGISTRY_CONCURRENCY; "
+        "the central registry has no limit unless set here).",
+    )
+    protect = models.BooleanField(
+        default=False,
+        help_text="Hoist may push keep tags here (it needs push credentials) so that clean-up never deletes a "
+        "digest some resource runs or may roll back to. The central registry is always protected.",
+    )
+
+    # The limiter (a GCRA): the moment, in seconds since the epoch, from which the next request
+    # is on schedule. Reserving a request moves it on by 1/rate.
+    paced_until = models.FloatField(default=0)
+    # A 429's Retry-After: nothing is sent before this.
+    throttled_until = models.DateTimeField(null=True, blank=True)
+
+    # Requests in the current minute (`minute`: minutes since the epoch) and the one before.
+    minute = models.PositiveBigIntegerField(default=0)
+    minute_requests = models.PositiveIntegerField(default=0)
+    last_minute_requests = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["host"]
+        verbose_name = "registry"
+        verbose_name_plural = "registries"
+
+    def __str__(self) -> str:
+        return self.host
+
+
+class TagWatch(models.Model):
+    """A registry tag some image-source resource follows, checked with one HEAD per interval
+    however many resources name it. A change publishes as a registry push does."""
+
+    host = models.CharField(max_length=255)
+    repository = models.CharField(max_length=255, help_text="Path in the registry, without host or tag.")
+    tag = models.CharField(max_length=128)
+    digest = models.CharField(max_length=71, blank=True, help_text="What the tag pointed at when last checked.")
+    next_check_at = models.DateTimeField(db_index=True)
+    # A watcher claims a due watch under a lease: two watchers never check it twice.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True, help_text="When a check last found a new digest.")
+    last_error = models.TextField(blank=True)
+    checks = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["host", "repository", "tag"]
+        constraints = [models.UniqueConstraint(fields=["host", "repository", "tag"], name="tag_watch_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.repository}:{self.tag}"
+
+
+class Keep(models.Model):
+    """A digest Hoist keeps from registry clean-up by pointing a tag of its own at it
+    (`hoist-keep-<hex>`); released by pointing that tag elsewhere."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        KEPT = "kept", "Protected"
+        RELEASED = "released", "Released"
+        UNPROTECTED = "unprotected", "Unprotected"
+        FAILED = "failed", "Failed"
+
+    repository = models.CharField(max_length=500, help_text="Registry host and path.")
+    digest = models.CharField(max_length=71, validators=[DIGEST_VALIDATOR])
+    tag = models.CharField(max_length=128, blank=True)
+    # Child manifests of an index, tagged too: clean-up deletes untagged children of a tagged index.
+    children = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    detail = models.TextField(blank=True)
+    kept_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["repository", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["repository", "digest"], name="keep_unique_digest_per_repository")]
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.digest[:19]} ({self.state})"

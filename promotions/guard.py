@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import Gate, GateSlot

@@ -16,8 +16,8 @@ from django.conf import settings
 from environments import rules
 from environments.models import Cluster, Resource
 
-from . import guard, metrics
-from .registry import OUTBOUND_REFUSED, InvalidReference, RegistryClient, RegistryError, parse_reference
+from . import guard, limits, metrics
+from .registry import OUTBOUND_REFUSED, Deferred, InvalidReference, RegistryClient, RegistryError, parse_reference
 
 _client: RegistryClient | None = None
 _client_key: tuple = ()
@@ -63,18 +63,9 @@ def client() -> RegistryClient:
             _client = RegistryClient(
                 _credentials, insecure_hosts=settings.HOIST_INSECURE_REGISTRIES, on_response=metrics.registry_response,
                 timeout=settings.HOIST_REGISTRY_READ_TIMEOUT_S, connect_timeout=settings.HOIST_REGISTRY_CONNECT_TIMEOUT_S,
-                policy=_CurrentPolicy(),
+                policy=_CurrentPolicy(), throttle=limits.pace, on_retry_after=limits.told_to_wait,
             )
         return _client
-
-
-class Deferred(RegistryError):
-    """The registry was not called at all (its breaker is open, or it is busy with other
-    calls): retry at `retry_at`, not sooner, and don't count it as another failure."""
-
-    def __init__(self, message: str, retry_at):
-        super().__init__(message, retryable=True)
-        self.retry_at = retry_at
 
 
 def _transient(exc: BaseException) -> bool | None:
@@ -91,8 +82,8 @@ def calling(host: str, *, deadline: float | None = None, probe_deadline: float |
     themselves), and a deadline for the whole call; `probe_deadline` when the call is the
     breaker's probe (a host that failed repeatedly gets less of a worker's time)."""
     deadline = settings.HOIST_REGISTRY_DEADLINE_S if deadline is None else deadline
-    configured = host == settings.HOIST_CENTRAL_REGISTRY.split("/", 1)[0]
-    limit = 0 if configured else settings.HOIST_REGISTRY_CONCURRENCY
+    # The central registry is the operator's own: no concurrency limit unless its row sets one.
+    limit = limits.limits_for(host).concurrency
     try:
         with guard.passage(f"registry:{host}", label=f"registry {host}", lease_s=deadline + 5, limit=limit,
                            transient=_transient) as state:
@@ -102,6 +93,18 @@ def calling(host: str, *, deadline: float | None = None, probe_deadline: float |
                 yield client()
     except guard.Closed as closed:
         raise Deferred(closed.message, closed.retry_at) from None
+    except RegistryError as exc:
+        if _worth_noting(exc):
+            limits.noted_error(host, exc.message)
+        raise
+
+
+def _worth_noting(exc: RegistryError) -> bool:
+    """An error the registries page should show: the host failing or refusing Hoist, not a
+    missing tag (the developer's mistake) nor a call never made."""
+    if isinstance(exc, Deferred) or exc.code == OUTBOUND_REFUSED:
+        return False
+    return exc.retryable or exc.status in (401, 403)
 
 
 def central_repository(resource: Resource, upstream: Resource) -> str:

@@ -89,13 +89,17 @@ class WebhookEvent(models.Model):
 
 class TagHead(models.Model):
     """The newest push of a registry tag Hoist has seen, by the registry's own clock: an event
-    older than it (a late or replayed push) can't move the tag back."""
+    older than it (a late or replayed push) can't move the tag back. A tag watch moves `digest`
+    (and `seen_at`) but not `pushed_at`: it can't know when the push happened."""
 
     registry = models.CharField(max_length=255)
     repository = models.CharField(max_length=255)
     tag = models.CharField(max_length=128)
     digest = models.CharField(max_length=71)
     pushed_at = models.DateTimeField()
+    # When Hoist last learnt the tag moved (its own clock, whoever told it): a tag watch whose
+    # HEAD started before this must not publish what it saw (the tag has moved on since).
+    seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["registry", "repository", "tag"], name="tag_head_unique")]

@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from environments.models import Cluster, Kind, Phase, Resource
 
-from . import guard, queue, rollout
+from . import guard, queue, rollout, watching
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import ObserverLease
 from .reconcile import LABEL_PREFIX, claim, gate_key, publish_status, release
@@ -154,6 +154,7 @@ class Handlers:
     def judge(self, resource_id: int, health: rollout.Health) -> None:
         recorded = rollout.record(resource_id, health)
         if recorded.became == rollout.HEALTHY and recorded.resource is not None:
+            queue.enqueue_keep(resource_id)  # keep tags: a new rollback candidate
             self._publish_healthy(recorded.resource)
 
     def _publish_healthy(self, resource: Resource) -> None:
@@ -347,6 +348,8 @@ class Observer:
         self.watches: dict[tuple[int, str], Watch] = {}
         self._watch_stop = threading.Event()
         self.leading = False
+        # The leader also watches registry tags (for registries that send no webhooks).
+        self.tag_watcher: watching.Watcher | None = None
 
     def run(self) -> None:
         renew_at = 0.0
@@ -360,15 +363,18 @@ class Observer:
                         log.info("observer %s %s", self.holder, "leads" if leading else "stands by")
                         if not leading:
                             self._stop_watches()
+                            self._stop_tag_watcher()
                         self.leading = leading
                     if leading:
                         self._sync_watches()
+                        self._start_tag_watcher()
                 if self.leading:
                     self.tick()
                 close_old_connections()
                 self.stop.wait(self.tick_s)
         finally:
             self._stop_watches()
+            self._stop_tag_watcher()
             if self.leading:
                 drop_lease(self.holder)
             close_old_connections()
@@ -391,6 +397,17 @@ class Observer:
                     watch = Watch(cluster_id, api_version, kind, self.handlers, self._watch_stop, self.watch_timeout_s)
                     self.watches[(cluster_id, kind)] = watch
                     watch.start()
+
+    def _start_tag_watcher(self) -> None:
+        if self.tag_watcher is None or not self.tag_watcher.is_alive():
+            self.tag_watcher = watching.Watcher()
+            self.tag_watcher.start()
+
+    def _stop_tag_watcher(self) -> None:
+        if self.tag_watcher is not None:
+            self.tag_watcher.stop.set()
+            self.tag_watcher.join_all(timeout=2.0)
+            self.tag_watcher = None
 
     def _stop_watches(self) -> None:
         self._watch_stop.set()

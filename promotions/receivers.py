@@ -11,9 +11,9 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from environments import signals
-from environments.models import Artifact, Resource
+from environments.models import Artifact, ChangeReason, Resource
 
-from . import queue
+from . import queue, watching
 from .models import Promotion
 
 
@@ -22,6 +22,9 @@ def record_change(*, resource: Resource, reason: str, to_digest: str = "", artif
                   actor=None, actor_label: str = "", **_) -> Promotion | None:
     """Queue a Promotion for a known new target digest and ask for a reconcile."""
     queue.enqueue_reconcile(resource.pk)
+    watching.ensure(resource)  # a tag it now follows is watched from now on
+    if reason == ChangeReason.PIN_EDIT:
+        queue.enqueue_keep(resource.pk)  # keep tags: the pinned digest, where it is there already
     if not to_digest or to_digest == resource.current_digest:
         return None  # nothing will change what runs (unknown yet, config only, or a rebuild of the same bytes)
     # A newer decision replaces requests not yet applied (an old create whose pin was

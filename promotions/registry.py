@@ -21,6 +21,8 @@ What the rest of Hoist relies on (DESIGN.md guarantees 1 and 4):
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import hashlib
 import ipaddress
 import json
@@ -95,12 +97,15 @@ class RegistryError(Exception):
     ``code``: the registry's error code (``MANIFEST_UNKNOWN``, ``DENIED`` …) when given.
     """
 
-    def __init__(self, message: str, retryable: bool = False, status: int | None = None, *, code: str | None = None):
+    def __init__(self, message: str, retryable: bool = False, status: int | None = None, *, code: str | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.status = status
         self.code = code
+        # Seconds the registry asked us to wait (a 429's or 503's Retry-After), when it said.
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message
@@ -120,6 +125,16 @@ class RegistryError(Exception):
 
 
 OUTBOUND_REFUSED = "OUTBOUND_REFUSED"
+
+
+class Deferred(RegistryError):
+    """The registry was not called at all (its breaker is open, it is busy with other calls,
+    or its rate limit has no room soon): retry at `retry_at` (a datetime), not sooner, and
+    don't count it as another failure of the host."""
+
+    def __init__(self, message: str, retry_at):
+        super().__init__(message, retryable=True)
+        self.retry_at = retry_at
 
 
 class InvalidReference(RegistryError, references.InvalidReference):
@@ -296,6 +311,10 @@ class RegistryClient:
     ``policy``: the outbound policy (``environments.outbound``), checked on the host
     before a request and, after DNS, on every connection (token servers and
     redirects included); None allows everything (tests of the client alone).
+    ``throttle``: ``callable(host, seconds_left | None)`` called before every request
+    to a registry (its token server included); it may wait for the host's rate limit
+    or raise a retryable RegistryError. ``on_retry_after``: ``callable(host, seconds)``
+    told when a host answers 429 (or 503) with ``Retry-After``.
 
     Thread-safe: one client can serve many concurrent calls (tasks share it).
     """
@@ -315,6 +334,8 @@ class RegistryClient:
         user_agent: str = "hoist-registry-client/1",
         http_client: httpx.Client | None = None,
         on_response: Callable[[str, str], None] | None = None,
+        throttle: Callable[[str, float | None], None] | None = None,
+        on_retry_after: Callable[[str, float], None] | None = None,
     ):
         self._credentials = credentials
         self._insecure = {h.lower() for h in insecure_hosts}
@@ -339,6 +360,8 @@ class RegistryClient:
         self._request_count = 0
         # Told (host, status) of every request, "error" when no answer came: for metrics.
         self._on_response = on_response
+        self._throttle = throttle
+        self._on_retry_after = on_retry_after
 
     def _observed(self, host: str, status: str) -> None:
         if self._on_response is not None:
@@ -451,6 +474,7 @@ class RegistryClient:
         if creds:
             params.append(("account", creds[0]))
             auth = httpx.BasicAuth(creds[0], creds[1])
+        self._paced(host, f"getting a token for {host}")
         try:
             extra = self._timeout_within_deadline(None, f"getting a token for {host}", host)
             resp = self._http.get(realm, params=params, auth=auth, follow_redirects=True, **extra)
@@ -531,6 +555,7 @@ class RegistryClient:
                 hdrs["Authorization"] = auth
             else:
                 hdrs.pop("Authorization", None)
+            self._paced(host, what)
             try:
                 extra = self._timeout_within_deadline(timeout, what, host)
                 request = self._http.build_request(method, url, headers=hdrs, content=content, **extra)
@@ -547,6 +572,8 @@ class RegistryClient:
             finally:
                 self._count()
             self._observed(host, str(resp.status_code))
+            if resp.status_code in (429, 503):
+                self._told_to_wait(host, resp)
             if resp.status_code != 401 or answered or not replayable:
                 return resp
             challenge = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -559,6 +586,20 @@ class RegistryClient:
                 return resp  # the credentials we have were already refused
             _close(resp)
             auth, answered = new_auth, True
+
+    def _paced(self, host: str, what: str) -> None:
+        """Wait for `host`'s rate limit (shared by every process), or fail if that takes too long."""
+        if self._throttle is not None:
+            left = self._remaining(what, host)
+            self._throttle(host, left)
+
+    def _told_to_wait(self, host: str, resp: httpx.Response) -> None:
+        seconds = retry_after_seconds(resp.headers.get("Retry-After", ""))
+        if seconds is not None and self._on_retry_after is not None:
+            try:
+                self._on_retry_after(host, seconds)
+            except Exception:  # bookkeeping must never break a call
+                pass
 
     def _check_policy(self, host: str) -> None:
         if self._policy is not None:
@@ -594,7 +635,10 @@ class RegistryClient:
         if status == 404:
             return RegistryError(f"{not_found or 'not found'} while {what}{suffix}", retryable=False, status=status, code=code)
         if status in (408, 429) or status >= 500:
-            return RegistryError(f"registry failed with HTTP {status} while {what}{suffix}; will retry", retryable=True, status=status, code=code)
+            wait = retry_after_seconds(resp.headers.get("Retry-After", ""))
+            said = f"; it asked for {wait:g} s" if wait is not None else ""
+            return RegistryError(f"registry failed with HTTP {status} while {what}{suffix}{said}; will retry", retryable=True,
+                                 status=status, code=code, retry_after=wait)
         return RegistryError(f"registry answered HTTP {status} while {what}{suffix}", retryable=False, status=status, code=code)
 
     # -- public read API
@@ -938,12 +982,136 @@ class RegistryClient:
         if got and got != manifest.digest:
             raise RegistryError(f"{dest.name} stored manifest {manifest.digest} under digest {got}; refusing it")
 
+    # -- keep tags
+    def manifest_tree(self, repo_ref: RefLike, digest: str) -> list[Manifest]:
+        """Manifest ``digest`` of ``repo_ref`` and, for an index, every manifest under it:
+        children before their index, ``digest`` itself last. Read with push rights asked for
+        as well, so the tags written next use the same token."""
+        r = _as_ref(repo_ref)
+        scopes = (_push_scope(r.repository),)
+        found: list[Manifest] = []
+        seen: set[str] = set()
+
+        def visit(d: str, depth: int) -> None:
+            if d in seen:
+                return
+            seen.add(d)
+            if depth > MAX_INDEX_DEPTH:
+                raise RegistryError(f"image index {r.name}@{digest} nests deeper than {MAX_INDEX_DEPTH} levels; refusing it")
+            manifest = self.fetch_manifest(_with_digest(r, d), scopes=scopes)
+            if manifest.is_index:
+                doc = _parse_json(manifest, _with_digest(r, d))
+                for child in _descriptors(doc.get("manifests"), f"{r.name}@{d}", "manifests"):
+                    visit(child["digest"], depth + 1)
+            found.append(manifest)
+
+        visit(_check_digest(digest, f"reading {r.name}"), 0)
+        return found
+
+    def put_tag(self, repo_ref: RefLike, tag: str, manifest: Manifest) -> None:
+        """Point ``tag`` of ``repo_ref`` at ``manifest``: its exact bytes PUT under the tag with
+        its own media type. Never re-serialised: the digest is over these bytes, so the registry
+        stores nothing new and the tag lands on exactly that digest."""
+        r = _as_ref(repo_ref)
+        if not references.TAG_RE.match(tag):
+            raise InvalidReference(f"'{tag}' is not a valid tag")
+        what = f"tagging {r.name}@{manifest.digest} as '{tag}'"
+        resp = self._send("PUT", self._url(r, "manifests", tag), host=r.registry, scopes=(_push_scope(r.repository),),
+                          what=what, headers={"Content-Type": manifest.media_type}, content=manifest.content)
+        if resp.status_code not in (200, 201):
+            raise self._error(resp, what)
+        got = resp.headers.get("Docker-Content-Digest")
+        _close(resp)
+        if got and got != manifest.digest:
+            raise RegistryError(f"{r.name} stored tag '{tag}' as {got}, not {manifest.digest}; refusing it")
+
+    def tag_target(self, repo_ref: RefLike, tag: str) -> str | None:
+        """The digest ``tag`` points at now, None when there is no such tag. One HEAD."""
+        base = _as_ref(repo_ref)
+        r = ImageRef(base.registry, base.repository, tag)
+        try:
+            return self.resolve(r)
+        except RegistryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def put_placeholder(self, repo_ref: RefLike, tag: str) -> str:
+        """Point ``tag`` at ``PLACEHOLDER`` (what released keep tags point at); its config blob is
+        uploaded the first time a repository lacks it. Returns the placeholder's digest."""
+        r = _as_ref(repo_ref)
+        try:
+            self.put_tag(r, tag, PLACEHOLDER)
+        except RegistryError as exc:
+            if exc.code not in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
+                raise
+            self._upload_small_blob(r, PLACEHOLDER_CONFIG)
+            self.put_tag(r, tag, PLACEHOLDER)
+        return PLACEHOLDER.digest
+
+    def _upload_small_blob(self, dest: ImageRef, data: bytes) -> None:
+        """A blob small enough for one PUT after the upload is opened (a few bytes of config)."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        scopes = (_push_scope(dest.repository),)
+        what = f"uploading blob {digest} to {dest.name}"
+        resp = self._send("POST", f"{self._base(dest.registry)}/v2/{dest.repository}/blobs/uploads/", host=dest.registry,
+                          scopes=scopes, what=what)
+        if resp.status_code != 202:
+            raise self._error(resp, what)
+        upload_url = self._location(resp, what)
+        resp = self._send("PUT", _with_query_param(upload_url, "digest", digest), host=dest.registry, scopes=scopes, what=what,
+                          headers={"Content-Type": "application/octet-stream"}, content=data)
+        if resp.status_code not in (201, 204):
+            raise self._error(resp, what)
+        _close(resp)
+
+
+# What a released keep tag points at (promotions.keeping): a registry can't delete a tag without
+# deleting the manifest under it, so a tag Hoist no longer needs is moved here, and the digest it
+# kept is free for clean-up. An OCI image manifest with a minimal config and no layers, the same
+# bytes in every repository (one stored manifest however many tags point at it); distribution
+# 2.8 accepts it once the config blob is in the repository.
+PLACEHOLDER_CONFIG = json.dumps({
+    "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+    "config": {"Labels": {"dev.hoist.placeholder": "released hoist-keep tags point here"}},
+}, sort_keys=True, separators=(",", ":")).encode()
+_PLACEHOLDER_BYTES = json.dumps({
+    "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(PLACEHOLDER_CONFIG),
+               "digest": "sha256:" + hashlib.sha256(PLACEHOLDER_CONFIG).hexdigest()},
+    "layers": [],
+    "annotations": {"org.opencontainers.image.title": "hoist-keep placeholder",
+                    "org.opencontainers.image.description": "A hoist-keep-* tag released by Hoist: the digest it kept "
+                                                            "is free for clean-up. Not an image to run."},
+}, sort_keys=True, separators=(",", ":")).encode()
+PLACEHOLDER = Manifest("sha256:" + hashlib.sha256(_PLACEHOLDER_BYTES).hexdigest(), OCI_MANIFEST, _PLACEHOLDER_BYTES)
+
 
 class _AuthExpired(Exception):
     """Internal: the streamed upload got a 401 (token expired mid-transfer)."""
 
 
 DOCKER_HUB_AUTH = "auth.docker.io"
+
+
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def retry_after_seconds(value: str) -> float | None:
+    """A Retry-After header as seconds from now: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+    Capped at an hour: a registry can't switch Hoist off for longer by saying so."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, min((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), MAX_RETRY_AFTER_S))
 
 
 def _api_host(host: str) -> str:

@@ -24,12 +24,11 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from environments import selectors, services
-from environments.models import Artifact, Resource, SourceType
+from environments.models import Artifact
 
-from . import metrics
-from .models import TagHead, WebhookEvent
-from .registry import MANIFEST_MEDIA_TYPES, is_digest, parse_reference
+from . import metrics, tags
+from .models import WebhookEvent
+from .registry import MANIFEST_MEDIA_TYPES, is_digest
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
@@ -46,24 +45,6 @@ def _authorised(request) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
-
-
-def _candidates(host: str, repository: str) -> list[tuple[Resource, str]]:
-    """Image-source resources built from host/repository, with the tag each follows."""
-    found = []
-    for resource in Resource.objects.filter(source_type=SourceType.IMAGE, image__contains=repository).select_related(
-        "environment__project"
-    ):
-        try:
-            ref = parse_reference(resource.image)
-        except ValueError:
-            continue
-        if ref.repository != repository or ref.digest:
-            continue
-        if ref.registry != host:
-            continue
-        found.append((resource, ref.tag or "latest"))
-    return found
 
 
 REPLAY_WINDOW = timedelta(days=7)
@@ -90,24 +71,12 @@ def _handled(host: str, event: dict) -> None:
         pass  # a concurrent delivery of the same event got there first
 
 
-def _newest_push(host: str, repository: str, tag: str, digest: str, event: dict) -> bool:
-    """False when the event is older (by the registry's own timestamp) than a push of the same
-    tag already seen: a late or replayed push must not move the tag, and its followers, back."""
+def _pushed_at(event: dict):
+    """The registry's own timestamp of the push, if it gave a readable one."""
     pushed_at = parse_datetime(str(event.get("timestamp") or ""))
-    if pushed_at is None:
-        return True
-    if timezone.is_naive(pushed_at):
+    if pushed_at is not None and timezone.is_naive(pushed_at):
         pushed_at = timezone.make_aware(pushed_at, dt_timezone.utc)
-    key = {"registry": host[:255], "repository": repository[:255], "tag": tag[:128]}
-    with transaction.atomic():
-        head = TagHead.objects.select_for_update().filter(**key).first()
-        if head is not None and pushed_at <= head.pushed_at and head.digest != digest:
-            return False
-        if head is None:
-            TagHead.objects.create(**key, digest=digest, pushed_at=pushed_at)
-        elif pushed_at > head.pushed_at:
-            TagHead.objects.filter(pk=head.pk).update(digest=digest, pushed_at=pushed_at)
-    return True
+    return pushed_at
 
 
 @csrf_exempt
@@ -143,24 +112,17 @@ def registry_notifications(request):
         if not host:
             ignored += 1  # without the registry's name, same-named repositories elsewhere would match
             continue
-        if not _first_delivery(host, event) or not _newest_push(host, repository, tag, digest, event):
-            ignored += 1  # a redelivery or replay, or a push older than one already seen: never backwards
+        if not _first_delivery(host, event):
+            ignored += 1  # a redelivery or replay of an event already handled
             continue
-        matched = False
-        for resource, follows in _candidates(host, repository):
-            if follows != tag:
-                continue
-            matched = True
-            latest = selectors.latest_artifact(resource)
-            if latest is not None and latest.digest == digest and latest.tag == tag:
-                continue  # a redelivered event: already published
-            artifact = services.artifact_publish(
-                resource=resource, digest=digest, tag=tag, origin=Artifact.Origin.WEBHOOK,
-                actor_label=f"registry webhook ({host or 'registry'})",
-            )
-            published.append({"resource": str(resource), "digest": digest, "sequence": artifact.sequence})
+        outcome = tags.tag_moved(host, repository, tag, digest, pushed_at=_pushed_at(event), origin=Artifact.Origin.WEBHOOK,
+                                 actor_label=f"registry webhook ({host or 'registry'})")
+        if outcome.stale:
+            ignored += 1  # a push older than one already seen: never backwards
+            continue
+        published.extend(outcome.published)
         _handled(host, event)
-        if not matched:
+        if not outcome.followed:
             ignored += 1
     metrics.webhook_delivery("accepted", events=len(published), ignored=ignored)
     return JsonResponse({"published": published, "ignored": ignored}, status=202)
