@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from environments.api.views import ClusterViewSet, EnvironmentViewSet, ResourceViewSet
+from environments.api.views import ClusterViewSet, EnvironmentViewSet, RegistryViewSet, ResourceViewSet
 from projects.api.views import MemberViewSet, ProjectViewSet, TokenViewSet, UserViewSet
 from promotions.api.views import ArtifactViewSet, ProjectPromotionViewSet, ResourcePromotionViewSet
 
@@ -57,6 +57,7 @@ router.register(rf"{ENVIRONMENT}/resources", ResourceViewSet, basename="api-reso
 router.register(rf"{RESOURCE}/artifacts", ArtifactViewSet, basename="api-artifact")
 router.register(rf"{RESOURCE}/promotions", ResourcePromotionViewSet, basename="api-resource-promotion")
 router.register(r"clusters", ClusterViewSet, basename="api-cluster")
+router.register(r"registries", RegistryViewSet, basename="api-registry")
 router.register(r"tokens", TokenViewSet, basename="api-token")
 router.register(r"users", UserViewSet, basename="api-user")
 

@@ -9,8 +9,8 @@ from django.db.models import Count
 
 from core.admin import ServiceAdmin, ServiceForm, error_text, run_for_each
 
-from . import rules, services
-from .models import Artifact, Cluster, EnvVar, Environment, Resource, SourceType
+from . import rules, selectors, services
+from .models import Artifact, Cluster, EnvVar, Environment, RegistryHost, Resource, SourceType, TagWatch
 from .selectors import clusters_visible_to
 
 
@@ -107,6 +107,101 @@ class ClusterAdmin(ServiceAdmin):
 
     def service_delete(self, request, obj):
         services.cluster_delete(cluster=obj, actor=request.user)
+
+
+# --- registries and tag watches ----------------------------------------------------------------
+
+
+class RegistryHostForm(ServiceForm):
+    class Meta:
+        model = RegistryHost
+        fields = list(services.REGISTRY_FIELDS)
+
+    def service_values(self) -> dict:
+        return {field: self.cleaned_data.get(field) for field in services.REGISTRY_FIELDS}
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk:
+            self.validate_with(services.registry_update, registry=self.instance, **self.service_values())
+        return data
+
+
+@admin.register(RegistryHost)
+class RegistryHostAdmin(ServiceAdmin):
+    """Registries appear by themselves once Hoist calls them; an operator tunes them here."""
+
+    form = RegistryHostForm
+    list_display = ["host", "interval", "rate", "concurrency_limit", "protected", "watched", "requests_per_min",
+                    "last_error_short"]
+    search_fields = ["host"]
+    readonly_fields = ["host", "requests_per_min", "throttled_until", "last_error", "last_error_at", "created_at"]
+
+    def get_queryset(self, request):
+        return selectors.registries_with_watch_counts()
+
+    def has_add_permission(self, request):
+        return False  # a row is made when Hoist first calls the host
+
+    @admin.display(description="Watch interval (s)")
+    def interval(self, obj):
+        return obj.effective()["watch_interval_s"]
+
+    @admin.display(description="Requests/s")
+    def rate(self, obj):
+        return obj.effective()["rate_per_s"]
+
+    @admin.display(description="Concurrency")
+    def concurrency_limit(self, obj):
+        return obj.effective()["concurrency"] or "no limit"
+
+    @admin.display(description="Keep tags", boolean=True)
+    def protected(self, obj):
+        return obj.effective()["protect"]
+
+    @admin.display(description="Watched tags", ordering="watched_tags")
+    def watched(self, obj):
+        return obj.watched_tags
+
+    @admin.display(description="Requests last minute")
+    def requests_per_min(self, obj):
+        return obj.requests_last_minute()
+
+    @admin.display(description="Last error")
+    def last_error_short(self, obj):
+        return obj.last_error[:120]
+
+    def service_save(self, request, form, change):
+        stored = RegistryHost.objects.get(pk=form.instance.pk)
+        return services.registry_update(registry=stored, actor=request.user, **form.service_values())
+
+    def service_delete(self, request, obj):
+        raise PermissionDenied("Registries are not deleted: they come back the next time Hoist calls them.")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TagWatch)
+class TagWatchAdmin(admin.ModelAdmin):
+    """What the tag watcher checks (read-only: the watches follow the resources)."""
+
+    list_display = ["__str__", "digest_short", "checked_at", "changed_at", "next_check_at", "checks", "last_error"]
+    list_filter = ["host"]
+    search_fields = ["repository", "tag"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Digest")
+    def digest_short(self, obj):
+        return obj.digest[:19]
 
 
 # --- environments -----------------------------------------------------------------------------

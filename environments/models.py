@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
@@ -396,6 +398,29 @@ class RegistryHost(models.Model):
 
     def __str__(self) -> str:
         return self.host
+
+    @property
+    def is_central(self) -> bool:
+        return self.host == settings.HOIST_CENTRAL_REGISTRY.split("/", 1)[0]
+
+    def effective(self) -> dict:
+        """The limits that apply now: this row's, else the installation's defaults. The central
+        registry is the operator's own: no concurrency limit unless set, always protected."""
+        return {
+            "watch_interval_s": int(self.watch_interval_s or settings.HOIST_TAG_WATCH_INTERVAL_S),
+            "rate_per_s": float(self.rate_per_s or settings.HOIST_REGISTRY_RATE_PER_S),
+            "concurrency": int(self.concurrency or (0 if self.is_central else settings.HOIST_REGISTRY_CONCURRENCY)),
+            "protect": self.is_central or self.protect,
+        }
+
+    def requests_last_minute(self, now: float | None = None) -> int:
+        """Requests in the last complete minute, as the limiter counted them."""
+        minute = int((now if now is not None else time.time()) // 60)
+        if self.minute == minute:
+            return self.last_minute_requests
+        if self.minute == minute - 1:
+            return self.minute_requests
+        return 0
 
 
 class TagWatch(models.Model):

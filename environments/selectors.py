@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db.models import Case, CharField, Count, Exists, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from .models import Artifact, Binding, Cluster, Environment, Kind, Resource, SourceType
+from .models import Artifact, Binding, Cluster, Environment, Kind, RegistryHost, Resource, SourceType, TagWatch
+from .references import InvalidReference, parse_reference
 
 
 def clusters_visible_to(user):
@@ -187,3 +189,59 @@ def recent_artifacts(resource: Resource, limit: int = 10) -> list[Artifact]:
         if len(result) == limit:
             break
     return result
+
+
+# --- tag watches: what the resource page and the API say of a tag an image-source resource follows
+
+
+def watched_tag(image: str) -> tuple[str, str, str] | None:
+    """(registry host, repository, tag) an image reference follows, or None when it names a
+    digest (nothing to watch) or is not a reference. No tag means `latest`."""
+    try:
+        ref = parse_reference(image)
+    except InvalidReference:
+        return None
+    if ref.digest:
+        return None
+    return ref.registry[:255], ref.repository[:255], (ref.tag or "latest")[:128]
+
+
+def tag_watches_for(resources) -> dict[int, dict]:
+    """For each image-source resource given by tag (by id): how its tag is watched. Three
+    queries for any number of resources."""
+    keys = {}
+    for resource in resources:
+        if resource.source_type == SourceType.IMAGE:
+            key = watched_tag(resource.image)
+            if key is not None:
+                keys[resource.pk] = key
+    if not keys:
+        return {}
+    hosts = {key[0] for key in keys.values()}
+    watches = {(w.host, w.repository, w.tag): w for w in TagWatch.objects.filter(
+        host__in=hosts, repository__in={key[1] for key in keys.values()}, tag__in={key[2] for key in keys.values()})}
+    intervals = dict(RegistryHost.objects.filter(host__in=hosts, watch_interval_s__isnull=False)
+                     .values_list("host", "watch_interval_s"))
+    found = {}
+    for resource_id, key in keys.items():
+        watch = watches.get(key)
+        found[resource_id] = {
+            "tag": f"{key[0]}/{key[1]}:{key[2]}",
+            "interval_s": intervals.get(key[0]) or int(settings.HOIST_TAG_WATCH_INTERVAL_S),
+            "checked_at": watch.checked_at if watch else None,
+            "changed_at": watch.changed_at if watch else None,
+            "next_check_at": watch.next_check_at if watch else None,
+            "digest": (watch.digest or None) if watch else None,
+            "error": (watch.last_error or None) if watch else None,
+        }
+    return found
+
+
+def tag_watch_of(resource: Resource) -> dict | None:
+    return tag_watches_for([resource]).get(resource.pk)
+
+
+def registries_with_watch_counts():
+    """Every registry Hoist has called, with how many tags it watches there."""
+    watched = TagWatch.objects.filter(host=OuterRef("host")).order_by().values("host").annotate(n=Count("pk")).values("n")
+    return RegistryHost.objects.annotate(watched_tags=Coalesce(Subquery(watched, output_field=IntegerField()), 0))

@@ -42,6 +42,7 @@ from .models import (
     EnvVar,
     Environment,
     Kind,
+    RegistryHost,
     Resource,
     SourceType,
 )
@@ -183,6 +184,36 @@ def cluster_delete(*, cluster: Cluster, actor=None) -> None:
             )
         entry.describe(before=_cluster_summary(cluster))
         cluster.delete()
+
+
+# --- registries ------------------------------------------------------------------------------
+
+REGISTRY_FIELDS = ("watch_interval_s", "rate_per_s", "concurrency", "protect")
+
+
+def _registry_summary(registry: RegistryHost) -> dict:
+    return {field: getattr(registry, field) for field in ("host", *REGISTRY_FIELDS)}
+
+
+def registry_update(*, registry: RegistryHost, actor=None, validate_only: bool = False, **changes: Any) -> RegistryHost:
+    """Tune how Hoist treats one registry host (staff): watch interval, rate and concurrency
+    limits (None: the installation's default) and whether keep tags are pushed there."""
+    with audit.attempt("registry.update", actor=actor, target=registry) as entry:
+        require_staff(actor, "change registry settings")
+        unknown = sorted(set(changes) - set(REGISTRY_FIELDS))
+        if unknown:
+            raise ValidationError({field: ["Unknown field."] for field in unknown})
+        stored = RegistryHost.objects.select_for_update().get(pk=registry.pk)
+        before = _registry_summary(stored)
+        for field, value in changes.items():
+            setattr(stored, field, value)
+        stored.full_clean()
+        if validate_only:
+            entry.skip()
+            return stored
+        stored.save(update_fields=list(changes) or None)
+        entry.describe(target=stored, before=before, after=_registry_summary(stored))
+    return stored
 
 
 # --- environments -----------------------------------------------------------------------------

@@ -54,10 +54,6 @@ class Limits:
     protect: bool
 
 
-def central_host() -> str:
-    return settings.HOIST_CENTRAL_REGISTRY.split("/", 1)[0]
-
-
 def ensure_row(host: str) -> None:
     if host in _rows:
         return
@@ -76,17 +72,9 @@ def limits_for(host: str) -> Limits:
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
     ensure_row(host)
-    row = RegistryHost.objects.filter(host=host[:255]).values(
-        "rate_per_s", "watch_interval_s", "concurrency", "protect").first() or {}
-    central = host == central_host()
-    concurrency = row.get("concurrency") or (0 if central else settings.HOIST_REGISTRY_CONCURRENCY)
-    found = Limits(
-        host=host,
-        rate_per_s=float(row.get("rate_per_s") or settings.HOIST_REGISTRY_RATE_PER_S),
-        watch_interval_s=int(row.get("watch_interval_s") or settings.HOIST_TAG_WATCH_INTERVAL_S),
-        concurrency=int(concurrency),
-        protect=central or bool(row.get("protect")),
-    )
+    row = RegistryHost.objects.filter(host=host[:255]).only(
+        "host", "rate_per_s", "watch_interval_s", "concurrency", "protect").first() or RegistryHost(host=host)
+    found = Limits(host=host, **row.effective())
     _memo[host] = (time.monotonic() + SETTINGS_MEMO_S, found)
     return found
 
@@ -152,9 +140,29 @@ def prepaid(count: int = 1) -> Iterator[None]:
         _local.prepaid = previous
 
 
+@contextmanager
+def governing(host: str) -> Iterator[None]:
+    """Requests this thread sends to `host` inside the block are paced (`mirror.calling` uses it).
+
+    Only the calling thread is paced: a mirror's blob transfers run on the copy's own few
+    threads (bounded by its parallelism) and are not given a database connection each."""
+    hosts = getattr(_local, "hosts", None)
+    if hosts is None:
+        hosts = _local.hosts = {}
+    hosts[host] = hosts.get(host, 0) + 1
+    try:
+        yield
+    finally:
+        hosts[host] -= 1
+        if not hosts[host]:
+            del hosts[host]
+
+
 def pace(host: str, seconds_left: float | None) -> None:
     """The registry client's hook before every request: wait for `host`'s turn, or put the
     call off when that turn is further away than HOIST_REGISTRY_MAX_WAIT_S (or the call's deadline)."""
+    if host not in getattr(_local, "hosts", {}):
+        return  # not a governed call (a copy's blob thread, a client used on its own)
     paid = getattr(_local, "prepaid", 0)
     if paid > 0:
         _local.prepaid = paid - 1
@@ -170,6 +178,8 @@ def pace(host: str, seconds_left: float | None) -> None:
 
 def told_to_wait(host: str, seconds: float) -> None:
     """The registry answered 429/503 with Retry-After: nothing is sent before then, by anyone."""
+    if host not in getattr(_local, "hosts", {}):
+        return  # a blob thread's answer: its copy fails as retryable and is tried again later
     ensure_row(host)
     until = timezone.now() + timedelta(seconds=max(0.0, seconds))
     RegistryHost.objects.filter(host=host[:255]).filter(
@@ -180,13 +190,3 @@ def noted_error(host: str, message: str) -> None:
     """Remember the last thing that went wrong with `host` (for the registries page)."""
     ensure_row(host)
     RegistryHost.objects.filter(host=host[:255]).update(last_error=message[:2000], last_error_at=timezone.now())
-
-
-def requests_last_minute(row: RegistryHost, now: float | None = None) -> int:
-    """Requests in the last complete minute, as counted by the limiter."""
-    minute = int((now if now is not None else time.time()) // 60)
-    if row.minute == minute:
-        return row.last_minute_requests
-    if row.minute == minute - 1:
-        return row.minute_requests
-    return 0

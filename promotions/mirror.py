@@ -89,7 +89,7 @@ def calling(host: str, *, deadline: float | None = None, probe_deadline: float |
                            transient=_transient) as state:
             if state.probing and probe_deadline is not None:
                 deadline = min(deadline, probe_deadline)
-            with client().deadline(deadline):
+            with client().deadline(deadline), limits.governing(host):
                 yield client()
     except guard.Closed as closed:
         raise Deferred(closed.message, closed.retry_at) from None

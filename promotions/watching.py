@@ -36,10 +36,11 @@ from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
+from environments import selectors
 from environments.models import Artifact, Resource, SourceType, TagWatch
 
 from . import limits, mirror, tags
-from .registry import Deferred, RegistryError, parse_reference
+from .registry import Deferred, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,7 @@ IDLE_POLL_S = 0.2
 Key = tuple[str, str, str]  # (host, repository, tag)
 
 
-def key_of(image: str) -> Key | None:
-    """The tag an image reference follows, or None (given by digest, or not a reference)."""
-    try:
-        ref = parse_reference(image)
-    except ValueError:
-        return None
-    if ref.digest:
-        return None
-    return ref.registry, ref.repository, ref.tag or "latest"
+key_of = selectors.watched_tag
 
 
 def _phase(key: Key, interval: float) -> float:

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from .views import projects, promotions, resources, tokens, wizard
+from .views import projects, promotions, registries, resources, tokens, wizard
 
 environment_pages = [
     path("", resources.environment_detail, name="environment_detail"),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", projects.project_list, name="project_list"),
     path("tokens/", tokens.token_list, name="token_list"),
+    path("registries/", registries.registry_list, name="registry_list"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("projects/<slug:project>/", projects.project_detail, name="project_detail"),
     path("projects/<slug:project>/promotions/", promotions.project_promotions, name="project_promotions"),

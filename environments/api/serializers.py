@@ -11,8 +11,10 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from environments import selectors
 from environments.fields import mask
-from environments.models import Artifact, Binding, Cluster, Environment, Follow, Kind, Phase, Resource, SourceType
+from environments.models import (Artifact, Binding, Cluster, Environment, Follow, Kind, Phase, RegistryHost, Resource,
+                                 SourceType)
 from core.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
 MASKS = ("set", "not set")
@@ -68,6 +70,46 @@ class ClusterSerializer(serializers.ModelSerializer):
         model = Cluster
         fields = ["slug", "name", "api_url", "ca_cert", "registry", "registry_username", "token", "kubeconfig",
                   "registry_password", "created_at"]
+
+
+class StrictNumberField(serializers.FloatField):
+    default_error_messages = {"invalid": "Must be a number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RegistrySerializer(serializers.ModelSerializer):
+    effective = serializers.SerializerMethodField(help_text="The limits in force: this registry's, else the defaults.")
+    watched_tags = serializers.SerializerMethodField(help_text="Tags Hoist watches on this registry.")
+    requests_per_min = serializers.SerializerMethodField(help_text="Requests Hoist sent in the last complete minute.")
+
+    class Meta:
+        model = RegistryHost
+        fields = ["host", "watch_interval_s", "rate_per_s", "concurrency", "protect", "effective", "watched_tags",
+                  "requests_per_min", "throttled_until", "last_error", "last_error_at", "created_at"]
+
+    @extend_schema_field({"type": "object", "properties": {
+        "watch_interval_s": {"type": "integer"}, "rate_per_s": {"type": "number"},
+        "concurrency": {"type": "integer", "description": "0: no limit"}, "protect": {"type": "boolean"}}})
+    def get_effective(self, registry: RegistryHost) -> dict:
+        return registry.effective()
+
+    def get_watched_tags(self, registry: RegistryHost) -> int:
+        return getattr(registry, "watched_tags", 0)
+
+    def get_requests_per_min(self, registry: RegistryHost) -> int:
+        return registry.requests_last_minute()
+
+
+class RegistryUpdateSerializer(StrictSerializer):
+    watch_interval_s = StrictIntegerField(required=False, allow_null=True,
+                                          help_text="Seconds between checks of each watched tag (5 to 86400); null: the default.")
+    rate_per_s = StrictNumberField(required=False, allow_null=True, help_text="Requests per second (0.1 to 10000); null: the default.")
+    concurrency = StrictIntegerField(required=False, allow_null=True, help_text="Calls in flight at once (1 to 64); null: the default.")
+    protect = StrictBooleanField(required=False, help_text="Push keep tags here (needs push credentials).")
 
 
 class ClusterWriteSerializer(StrictSerializer):
@@ -192,6 +234,16 @@ class RolloutSerializer(serializers.Serializer):
     summary = serializers.CharField(help_text='e.g. "rolling out 2/3", "healthy", "failed: …".')
 
 
+class TagWatchSerializer(serializers.Serializer):
+    tag = serializers.CharField(help_text="registry/repository:tag checked with one HEAD per interval.")
+    interval_s = serializers.IntegerField(help_text="Seconds between two checks (the registry's setting).")
+    checked_at = serializers.DateTimeField(allow_null=True, help_text="When the tag was last checked.")
+    changed_at = serializers.DateTimeField(allow_null=True, help_text="When a check last found it moved.")
+    next_check_at = serializers.DateTimeField(allow_null=True)
+    digest = serializers.CharField(allow_null=True, help_text="What the tag pointed at when last checked.")
+    error = serializers.CharField(allow_null=True, help_text="Why the last check failed, if it did.")
+
+
 class StatusSerializer(serializers.Serializer):
     digest = serializers.CharField(allow_null=True, help_text="The digest Hoist applied (desired; it may still be rolling out).")
     image = serializers.CharField(allow_null=True, help_text="The image reference written to the cluster.")
@@ -202,6 +254,8 @@ class StatusSerializer(serializers.Serializer):
     phase = serializers.ChoiceField(choices=Phase.choices)
     message = serializers.CharField()
     reconciled_at = serializers.DateTimeField(allow_null=True)
+    watch = TagWatchSerializer(allow_null=True, help_text="Image sources given by tag: how Hoist watches the tag "
+                               "for pushes (registries that send no webhooks); null otherwise.")
 
 
 class ResourceSerializer(serializers.Serializer):
@@ -259,7 +313,16 @@ class ResourceSerializer(serializers.Serializer):
             "phase": resource.phase,
             "message": resource.message,
             "reconciled_at": when(resource.reconciled_at) if resource.reconciled_at else None,
+            "watch": self._watch(resource),
         }
+
+    def _watch(self, resource: Resource) -> dict | None:
+        watches = self.context.get("watches")  # a list reads them once for the page
+        watch = watches.get(resource.pk) if watches is not None else selectors.tag_watch_of(resource)
+        if watch is None:
+            return None
+        when = serializers.DateTimeField().to_representation
+        return {**watch, **{k: when(watch[k]) if watch[k] else None for k in ("checked_at", "changed_at", "next_check_at")}}
 
 
 # --- resources: writing ---------------------------------------------------------------------

@@ -16,8 +16,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
-from environments import services
-from environments.models import Binding, Cluster, Environment, Resource, SourceType
+from environments import selectors, services
+from environments.models import Binding, Cluster, Environment, RegistryHost, Resource, SourceType
 from environments.selectors import clusters_visible_to
 from core.api.base import HoistViewSet
 from core.api.errors import conflict, field_errors
@@ -96,6 +96,55 @@ class ClusterViewSet(HoistViewSet):
         except DjangoValidationError as exc:
             raise conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- registries -------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["registries"])
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OpenApiParameter("host", str, OpenApiParameter.PATH)]),
+    partial_update=extend_schema(parameters=[OpenApiParameter("host", str, OpenApiParameter.PATH)],
+                                 request=s.RegistryUpdateSerializer, responses=s.RegistrySerializer),
+)
+class RegistryViewSet(HoistViewSet):
+    """Registry hosts Hoist has called (staff only): how often their tags are watched, the rate and
+    concurrency Hoist allows itself there, whether keep tags are pushed, and what Hoist observed
+    (requests in the last minute, a 429's wait, the last error)."""
+
+    serializer_class = s.RegistrySerializer
+    lookup_url_kwarg = "host"
+    lookup_value_regex = "[^/]+"
+    queryset = RegistryHost.objects.none()
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            permissions.require_staff(request.user, "see registry settings")
+        else:
+            with audit.guarding("registry.update", actor=request.user):
+                permissions.require_staff(request.user, "change registry settings")
+
+    def _get(self) -> RegistryHost:
+        host = self.kwargs["host"]
+        found = selectors.registries_with_watch_counts().filter(host=host).first()
+        if found is None:
+            raise NotFound(f"No registry {host!r} (a registry appears once Hoist has called it).")
+        return found
+
+    def list(self, request):
+        page = self.paginate_queryset(selectors.registries_with_watch_counts().order_by("host"))
+        return self.get_paginated_response(s.RegistrySerializer(page, many=True).data)
+
+    def retrieve(self, request, host):
+        return Response(s.RegistrySerializer(self._get()).data)
+
+    def partial_update(self, request, host):
+        instance = self._get()
+        body = s.RegistryUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.registry_update(registry=instance, actor=request.user, **body.validated_data)
+        return Response(s.RegistrySerializer(self._get()).data)
 
 
 # --- environments -----------------------------------------------------------------------------
@@ -343,7 +392,9 @@ class ResourceViewSet(EnvironmentScopedViewSet):
 
     def list(self, request, project, environment):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(s.ResourceSerializer(page, many=True).data)
+        # What each page's resources need beyond their rows, read once for the page.
+        context = {"watches": selectors.tag_watches_for(page)}
+        return self.get_paginated_response(s.ResourceSerializer(page, many=True, context=context).data)
 
     def retrieve(self, request, project, environment, resource):
         return self._respond(self.get_resource())

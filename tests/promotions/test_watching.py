@@ -272,3 +272,22 @@ def test_a_registry_that_never_answers_does_not_slow_the_others(dev, make_resour
     assert black_hole.max_open <= settings.HOIST_TAG_WATCH_THREADS
     dead = TagWatch.objects.filter(host=black_hole.host)
     assert all(w.last_error for w in dead if w.checks)
+
+
+@threads
+def test_the_leading_observer_runs_the_tag_watcher(dev, make_resource, registry, proxy):
+    from promotions.observer import Observer
+
+    registry.push(make_image(seed=1), tag="main")
+    web = make_resource(dev, "web", image=ref_via(proxy, registry))
+    due_now()
+    observer = Observer(holder="test-observer", tick_s=0.1)
+    thread = threading.Thread(target=observer.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: Artifact.objects.filter(resource=web, origin="watch").exists(), timeout=15)
+        assert observer.tag_watcher is not None and observer.tag_watcher.is_alive()
+    finally:
+        observer.stop.set()
+        thread.join(timeout=15)
+    assert observer.tag_watcher is None

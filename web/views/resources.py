@@ -51,6 +51,7 @@ def resource_detail(request, project, env, name):
         "can_change": access.can_change(resource.environment),
         "can_pin": access.can_pin(resource.environment),
         "ports_text": format_ports(resource.ports),
+        "watch": selectors.tag_watch_of(resource),
     }
     if wants_fragment(request, "resource-live"):
         return render(request, "environments/htmx/resource_detail_live.html", context)
