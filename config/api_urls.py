@@ -8,8 +8,11 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
+from environments.api.approvals import ChangeRequestViewSet
+from environments.api.freeze import FreezeWindowViewSet
 from environments.api.views import ClusterViewSet, EnvironmentViewSet, RegistryViewSet, ResourceViewSet
 from projects.api.views import MemberViewSet, ProjectViewSet, TokenViewSet, UserViewSet
+from promotions.api.notifications import WebhookViewSet
 from promotions.api.views import ArtifactViewSet, ProjectPromotionViewSet, ResourcePromotionViewSet
 
 
@@ -53,7 +56,10 @@ router.register(r"projects", ProjectViewSet, basename="api-project")
 router.register(rf"{PROJECT}/members", MemberViewSet, basename="api-member")
 router.register(rf"{PROJECT}/environments", EnvironmentViewSet, basename="api-environment")
 router.register(rf"{PROJECT}/promotions", ProjectPromotionViewSet, basename="api-project-promotion")
+router.register(rf"{PROJECT}/webhooks", WebhookViewSet, basename="api-webhook")
+router.register(rf"{PROJECT}/approvals", ChangeRequestViewSet, basename="api-change-request")
 router.register(rf"{ENVIRONMENT}/resources", ResourceViewSet, basename="api-resource")
+router.register(rf"{ENVIRONMENT}/freeze-windows", FreezeWindowViewSet, basename="api-freeze-window")
 router.register(rf"{RESOURCE}/artifacts", ArtifactViewSet, basename="api-artifact")
 router.register(rf"{RESOURCE}/promotions", ResourcePromotionViewSet, basename="api-resource-promotion")
 router.register(r"clusters", ClusterViewSet, basename="api-cluster")

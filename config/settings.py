@@ -276,7 +276,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"SecretStateEnum": ["set", "not set"]},
+    "ENUM_NAME_OVERRIDES": {"SecretStateEnum": ["set", "not set"],
+                            "FreezeWindowKindEnum": "environments.models.FreezeWindow.Kind",
+                            "ChangeRequestKindEnum": "environments.models.ChangeRequest.Kind",
+                            "ResourceKindEnum": "environments.models.Kind",
+                            "ChangeRequestStatusEnum": "environments.models.ChangeRequest.Status"},
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
@@ -352,6 +356,9 @@ HOIST_BREAKER_MAX_COOLDOWN_S = env_number("HOIST_BREAKER_MAX_COOLDOWN_S", 60, mi
 HOIST_WEBHOOK_TOKEN = os.environ.get("HOIST_WEBHOOK_TOKEN", "")
 # Bearer token Prometheus sends to /metrics; unset: /metrics answers only with DEBUG on.
 HOIST_METRICS_TOKEN = os.environ.get("HOIST_METRICS_TOKEN", "")
+# Where people reach Hoist's pages (https://hoist.example.com): notifications link to them.
+# Unset: the links are paths only (in development, the local server).
+HOIST_PUBLIC_URL = os.environ.get("HOIST_PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
 # Threads a worker reconciles one chunk of a fan-out on (reconciles mostly wait on I/O).
 HOIST_RECONCILE_THREADS = env_number("HOIST_RECONCILE_THREADS", 2, integer=True, minimum=1)
 # Reconcile: attempts within one task before leaving a transient failure to the sweep.

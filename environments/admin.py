@@ -10,7 +10,7 @@ from django.db.models import Count
 from core.admin import ServiceAdmin, ServiceForm, error_text, run_for_each
 
 from . import rules, selectors, services
-from .models import Artifact, Cluster, EnvVar, Environment, RegistryHost, Resource, SourceType, TagWatch
+from .models import Artifact, ChangeRequest, Cluster, EnvVar, Environment, RegistryHost, Resource, SourceType, TagWatch
 from .selectors import clusters_visible_to
 
 
@@ -519,3 +519,68 @@ class ArtifactAdmin(ServiceAdmin):
             tag=form.cleaned_data.get("tag") or "", repository=form.cleaned_data.get("repository") or "",
             origin=Artifact.Origin.ADMIN, actor=request.user,
         )
+
+
+# --- approvals ------------------------------------------------------------------------------------
+
+
+class ChangeRequestForm(ServiceForm):
+    """Decide on a request: approve or reject (with a reason), through the same services as the API."""
+
+    decision = forms.ChoiceField(choices=[("", "—"), ("approve", "Approve"), ("reject", "Reject")], required=False)
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="Required to reject; a note when approving.")
+    freeze_override = forms.CharField(required=False, help_text="During a freeze: why it must run now (else it waits for the thaw).")
+
+    class Meta:
+        model = ChangeRequest
+        fields = []
+
+    def clean(self):
+        data = super().clean()
+        decision = data.get("decision")
+        if decision == "reject" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Say why the change is rejected.")
+        if decision:
+            try:
+                services.change_request_may_decide(request=self.instance, actor=self.actor)
+            except (ValidationError, PermissionDenied) as exc:
+                self.add_error("decision", error_text(exc))
+        return data
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(ServiceAdmin):
+    form = ChangeRequestForm
+    list_display = ["__str__", "kind", "status", "approvals", "required", "requested_by", "requested_at"]
+    list_filter = ["status", "kind", "resource__environment__project"]
+    search_fields = ["resource__name", "to_digest"]
+    # What the request is, read-only; then the decision this operator makes (the form's own fields).
+    readonly_fields = ["resource", "kind", "status", "from_digest", "to_digest", "source", "required", "requested_by",
+                       "requested_at", "decided_at", "decision_list"]
+    fields = readonly_fields + ["decision", "reason", "freeze_override"]
+
+    def has_add_permission(self, request):
+        return False  # requests come from changes of what runs
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Approvals")
+    def approvals(self, obj):
+        return obj.decisions.filter(approved=True).count()
+
+    @admin.display(description="Decisions")
+    def decision_list(self, obj):
+        return "; ".join(f"{d.user}: {'approved' if d.approved else 'rejected'}{' — ' + d.reason if d.reason else ''}"
+                         for d in obj.decisions.select_related("user")) or "none yet"
+
+    def service_save(self, request, form, change):
+        decision = form.cleaned_data.get("decision")
+        stored = ChangeRequest.objects.get(pk=form.instance.pk)
+        if decision == "approve":
+            return services.change_request_approve(request=stored, actor=request.user, reason=form.cleaned_data["reason"],
+                                                   freeze_override=form.cleaned_data["freeze_override"])
+        if decision == "reject":
+            return services.change_request_reject(request=stored, actor=request.user, reason=form.cleaned_data["reason"])
+        return stored

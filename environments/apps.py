@@ -7,3 +7,4 @@ class EnvironmentsConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 (registers the system checks)
+        from . import admin_freeze  # noqa: F401 (freeze windows, overrides and approval settings in the admin)

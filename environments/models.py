@@ -77,6 +77,18 @@ class Environment(models.Model):
     namespace = models.CharField(max_length=63, validators=[SLUG_VALIDATOR])
     protected = models.BooleanField(default=False, help_text="Only maintainers change what runs here.")
     position = models.PositiveIntegerField(default=0, help_text="Column order in the pipeline (dev before prod).")
+    # Governance: approvals of changes of what runs here, and when nothing may change by itself.
+    required_approvals = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(10)],
+        help_text="Maintainers other than the requester who must approve a person's change of what runs here "
+        "(a pin edit, a one-click promote, a switch to track latest); 0: none.",
+    )
+    approve_automatic = models.BooleanField(
+        default=False, help_text="Automatic track-latest changes need the same approvals.",
+    )
+    # As the engine last noticed: frozen until this moment (None: not frozen). Moves when a
+    # freeze window starts or ends, which is when `freeze.started`/`freeze.ended` are sent.
+    frozen_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -478,3 +490,112 @@ class Keep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository}@{self.digest[:19]} ({self.state})"
+
+
+class ChangeRequest(models.Model):
+    """A change of what runs in an environment that needs approvals before it is applied.
+
+    A person's source change (the pin, the binding, the upstream, the image) in an
+    environment with `required_approvals`, or, with `approve_automatic`, a digest
+    track-latest would take by itself. It waits until `required` distinct maintainers
+    other than the requester approve it; one rejection rejects it; a newer request
+    for the same resource supersedes it.
+    """
+
+    class Kind(models.TextChoices):
+        PIN_EDIT = "pin_edit", "Pin edit"
+        PROMOTE = "promote", "One-click promote"
+        TRACK_LATEST = "track_latest", "Switch to track latest"
+        SOURCE = "source", "Source change"
+        AUTOMATIC = "automatic", "Automatic track latest"
+
+    class Status(models.TextChoices):
+        AWAITING = "awaiting", "Awaiting approval"
+        APPROVED = "approved", "Approved, waiting to apply"
+        APPLIED = "applied", "Approved and applied"
+        REJECTED = "rejected", "Rejected"
+        SUPERSEDED = "superseded", "Superseded"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN = (Status.AWAITING, Status.APPROVED)
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="change_requests")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING, db_index=True)
+    # The source fields to write when applied (never config or secrets): source_type, image,
+    # promote_from (an id), binding, pinned_digest. Empty for an automatic change.
+    source = models.JSONField(default=dict, blank=True)
+    from_digest = models.CharField(max_length=71, blank=True)
+    to_digest = models.CharField(max_length=71, blank=True)
+    required = models.PositiveSmallIntegerField(help_text="Approvals needed, as the environment said when asked.")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it was rejected (or cancelled).")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["resource", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.get_kind_display()} {self.to_digest[:19] or ''} ({self.status})"
+
+
+class Approval(models.Model):
+    """One maintainer's decision on a change request."""
+
+    request = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    approved = models.BooleanField()
+    reason = models.TextField(blank=True)
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["decided_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["request", "user"], name="approval_once_per_user")]
+
+
+class FreezeWindow(models.Model):
+    """A time during which nothing automatic changes what runs in an environment.
+
+    Either once (`starts_at` to `ends_at`) or weekly (on `weekdays`, 0 = Monday, from
+    `start_time` to `end_time` in `timezone`; an end at or before the start runs past
+    midnight into the next day).
+    """
+
+    class Kind(models.TextChoices):
+        ONCE = "once", "Once"
+        WEEKLY = "weekly", "Every week"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="freeze_windows")
+    name = models.CharField(max_length=200, help_text="What it is for, e.g. 'Black Friday'.")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    weekdays = models.JSONField(default=list, blank=True, help_text="Weekly: days, 0 = Monday … 6 = Sunday.")
+    start_time = models.TimeField(null=True, blank=True)
+    end_time = models.TimeField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["environment_id", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.environment}: {self.name}"
+
+
+class FreezeOverride(models.Model):
+    """A maintainer let one digest into one resource during a freeze, with a reason."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="freeze_overrides")
+    digest = models.CharField(max_length=71, blank=True)
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Case, CharField, Count, Exists, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from .models import Artifact, Binding, Cluster, Environment, Kind, RegistryHost, Resource, SourceType, TagWatch
+from .models import Artifact, Binding, ChangeRequest, Cluster, Environment, Kind, RegistryHost, Resource, SourceType, TagWatch
 from .references import InvalidReference, parse_reference
 
 
@@ -101,7 +101,9 @@ def with_status(resources):
             When(run_seq__isnull=True, then=Value(None)),
             default=Coalesce(Subquery(newer, output_field=IntegerField()), Value(0)),
             output_field=IntegerField(),
-        )
+        ),
+        # A change of what runs waits for maintainers' approvals.
+        awaiting_approval=Exists(ChangeRequest.objects.filter(resource=OuterRef("pk"), status=ChangeRequest.Status.AWAITING)),
     )
 
 

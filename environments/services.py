@@ -31,12 +31,14 @@ from projects import audit
 from projects.models import Project, Role
 from projects.permissions import require_change_environment, require_pin, require_role, require_staff
 
-from . import rules, signals
+from . import freeze, rules, signals
 from .models import (
     PROMOTABLE_KINDS,
+    Approval,
     Artifact,
     Binding,
     ChangeReason,
+    ChangeRequest,
     Cluster,
     Follow,
     EnvVar,
@@ -55,7 +57,7 @@ CONFIG_FIELDS = (
 SOURCE_FIELDS = ("source_type", "image", "promote_from", "binding", "pinned_digest")
 CLUSTER_FIELDS = ("name", "slug", "api_url", "ca_cert", "token", "kubeconfig", "registry", "registry_username", "registry_password")
 CLUSTER_SECRETS = ("token", "kubeconfig", "registry_password")
-ENVIRONMENT_CHANGEABLE = ("name", "protected", "position")
+ENVIRONMENT_CHANGEABLE = ("name", "protected", "position", "required_approvals", "approve_automatic")
 
 
 class Errors:
@@ -94,6 +96,7 @@ def _environment_summary(environment: Environment) -> dict:
     return {
         "name": environment.name, "slug": environment.slug, "cluster": environment.cluster.slug,
         "namespace": environment.namespace, "protected": environment.protected, "position": environment.position,
+        "required_approvals": environment.required_approvals, "approve_automatic": environment.approve_automatic,
     }
 
 
@@ -119,10 +122,10 @@ def _actor_user(actor):
 
 
 def _changed(resource: Resource, *, reason: str, to_digest: str = "", artifact: Artifact | None = None,
-             actor=None, actor_label: str = "") -> None:
+             actor=None, actor_label: str = "", change_request: ChangeRequest | None = None) -> None:
     signals.desired_state_changed.send(
         sender=Resource, resource=resource, reason=reason, to_digest=to_digest, artifact=artifact,
-        actor=actor, actor_label=actor_label,
+        actor=actor, actor_label=actor_label, change_request=change_request,
     )
 
 
@@ -251,7 +254,7 @@ def environment_create(
 
 
 def environment_update(*, environment: Environment, actor=None, validate_only: bool = False, **changes: Any) -> Environment:
-    """Rename, (un)protect or reorder an environment (maintainers).
+    """Rename, (un)protect or reorder an environment, or set its approvals (maintainers).
 
     Cluster and namespace stay: moving an environment would strand what runs there.
     """
@@ -604,7 +607,8 @@ def validate_resource_update(*, resource: Resource, env: list[dict] | None = Non
 
 def resource_update(
     *, resource: Resource, actor=None, env: list[dict] | None = None,
-    precondition: Callable[[Resource], None] | None = None, validate_only: bool = False, **changes: Any,
+    precondition: Callable[[Resource], None] | None = None, validate_only: bool = False,
+    freeze_override: str = "", request_kind: str = "", approved: ChangeRequest | None = None, **changes: Any,
 ) -> Resource:
     """Change a resource's config and/or source. Name, kind and environment can't change.
 
@@ -616,6 +620,12 @@ def resource_update(
     replicas change against a pin change) can't write back a stale source.
     `precondition(locked)` runs under the same lock before anything is
     checked (the API's If-Match).
+
+    Governance: in an environment with `required_approvals`, a person's source change
+    is not written but becomes a ChangeRequest (config changes in the same call are
+    written); the returned resource carries it as `change_request`. During a freeze a
+    person's source change needs `freeze_override` (a maintainer's reason). `approved`:
+    the ChangeRequest being applied now that it was approved (internal).
     """
     with audit.attempt("resource.update", actor=actor, target=resource) as entry:
         require_change_environment(actor, resource.environment, "change resources")
@@ -630,6 +640,18 @@ def resource_update(
             source["binding"] != locked.binding or source["pinned_digest"] != locked.pinned_digest
         ):
             require_pin(actor, locked.environment)
+        person = _actor_user(actor) is not None
+        request = None
+        if plan["source_changed"] and person and approved is None and locked.environment.required_approvals:
+            if validate_only:
+                entry.skip()
+                return locked
+            request = _request_change(locked, source, request_kind or _kind_of(locked, source), actor)
+            entry.describe(changes={"change_request": request.pk, "awaiting_approvals": request.required})
+            source = {f: getattr(locked, f) for f in SOURCE_FIELDS}  # what runs doesn't change yet
+            plan = {**plan, "source_changed": False}
+        elif plan["source_changed"] and person:
+            _freeze_gate(locked, source, actor, freeze_override, entry, validate_only=validate_only)
         if validate_only:
             entry.skip()
             return locked
@@ -647,13 +669,16 @@ def resource_update(
         locked.save()
         if plan["env"] is not None:
             _write_env(locked, plan["env"], replace=True)
-        _source_changed(locked, previous_source=previous, source_changed=plan["source_changed"], actor=actor)
+        _source_changed(locked, previous_source=previous, source_changed=plan["source_changed"], actor=actor,
+                        change_request=approved)
         entry.describe(target=locked, before=before, after=_resource_summary(locked))
     resource.refresh_from_db()
+    resource.change_request = request
     return resource
 
 
-def _source_changed(resource: Resource, *, previous_source: dict, source_changed: bool, actor) -> None:
+def _source_changed(resource: Resource, *, previous_source: dict, source_changed: bool, actor,
+                    change_request: ChangeRequest | None = None) -> None:
     if not source_changed:
         _changed(resource, reason="", actor=actor)  # config only: same image, new spec
         return
@@ -672,7 +697,7 @@ def _source_changed(resource: Resource, *, previous_source: dict, source_changed
         return
     reason = ChangeReason.PIN_EDIT if resource.binding == Binding.PIN_DIGEST else ChangeReason.TRACK_LATEST
     digest, artifact = desired_source(resource)
-    _changed(resource, reason=reason, to_digest=digest, artifact=artifact, actor=actor)
+    _changed(resource, reason=reason, to_digest=digest, artifact=artifact, actor=actor, change_request=change_request)
 
 
 def resource_delete(*, resource: Resource, actor=None, precondition: Callable[[Resource], None] | None = None) -> None:
@@ -739,22 +764,25 @@ def artifact_publish(
     return artifact
 
 
-def resource_pin(*, resource: Resource, digest: str, actor=None) -> Resource:
+def resource_pin(*, resource: Resource, digest: str, actor=None, freeze_override: str = "",
+                 request_kind: str = "") -> Resource:
     """Pin a promoted resource to `digest` (how a newer build reaches prod)."""
     with audit.attempt("resource.pin", actor=actor, target=resource, changes={"digest": digest}):
         if resource.source_type != SourceType.PROMOTE:
             raise ValidationError({"binding": [f"{resource} has an image source; only promoted resources can be pinned."]})
-        return resource_update(resource=resource, binding=Binding.PIN_DIGEST, pinned_digest=digest, actor=actor)
+        return resource_update(resource=resource, binding=Binding.PIN_DIGEST, pinned_digest=digest, actor=actor,
+                               freeze_override=freeze_override, request_kind=request_kind)
 
 
-def resource_track_latest(*, resource: Resource, actor=None) -> Resource:
+def resource_track_latest(*, resource: Resource, actor=None, freeze_override: str = "") -> Resource:
     with audit.attempt("resource.track_latest", actor=actor, target=resource):
         if resource.source_type != SourceType.PROMOTE:
             raise ValidationError({"binding": [f"{resource} has an image source; only promoted resources track an upstream."]})
-        return resource_update(resource=resource, binding=Binding.TRACK_LATEST, actor=actor)
+        return resource_update(resource=resource, binding=Binding.TRACK_LATEST, actor=actor,
+                               freeze_override=freeze_override)
 
 
-def resource_promote_upstream_current(*, resource: Resource, actor=None) -> Resource:
+def resource_promote_upstream_current(*, resource: Resource, actor=None, freeze_override: str = "") -> Resource:
     """Pin to what the upstream runs now (the pipeline's one-click promote); before its
     first apply, to its latest publish."""
     with audit.attempt("resource.promote", actor=actor, target=resource) as entry:
@@ -767,7 +795,8 @@ def resource_promote_upstream_current(*, resource: Resource, actor=None) -> Reso
         if not digest:
             raise ValidationError({"promote_from": [f"{upstream} has not published an image yet."]})
         entry.describe(changes={"digest": digest, "upstream": str(upstream)})
-        return resource_pin(resource=resource, digest=digest, actor=actor)
+        return resource_pin(resource=resource, digest=digest, actor=actor, freeze_override=freeze_override,
+                            request_kind=ChangeRequest.Kind.PROMOTE)
 
 
 def reconcile_request(*, resource: Resource, actor=None) -> None:
@@ -775,3 +804,205 @@ def reconcile_request(*, resource: Resource, actor=None) -> None:
     with audit.attempt("resource.reconcile", actor=actor, target=resource):
         require_change_environment(actor, resource.environment, "reconcile resources")
         signals.reconcile_requested.send(sender=Resource, resource_ids=[resource.pk])
+
+
+# --- approvals: changes of what runs that wait for maintainers -----------------------------------
+
+
+def _freeze_gate(resource: Resource, source: dict, actor, override: str, entry, *, validate_only: bool) -> None:
+    """During a freeze a person's change of what runs needs a maintainer's override (recorded)."""
+    if validate_only:
+        frozen = freeze.current(resource.environment)
+        if frozen is not None and not override.strip():
+            raise ValidationError({"freeze_override": [
+                f"{resource.environment.name} is frozen until {frozen.until:%Y-%m-%d %H:%M} UTC; "
+                "a maintainer can override with a reason."]})
+        return
+    made = freeze.gate_person_change(resource=resource, actor=actor, to_digest=_prospective_digest(resource, source),
+                                     override=override)
+    if made is not None:
+        entry.describe(changes={"freeze_override": made.reason})
+
+
+def _kind_of(resource: Resource, source: dict) -> str:
+    if source["source_type"] == SourceType.PROMOTE and source["binding"] == Binding.PIN_DIGEST:
+        return ChangeRequest.Kind.PIN_EDIT
+    if source["source_type"] == SourceType.PROMOTE and source["binding"] == Binding.TRACK_LATEST:
+        return ChangeRequest.Kind.TRACK_LATEST
+    return ChangeRequest.Kind.SOURCE
+
+
+def _prospective_digest(resource: Resource, source: dict) -> str:
+    """The digest `resource` would run with `source` ("" when that isn't known yet)."""
+    prospective = Resource(**{field: getattr(resource, field) for field in ("id", "environment_id", "artifact_floor")})
+    for field, value in source.items():
+        setattr(prospective, field, value)
+    if prospective.source_type == SourceType.IMAGE:
+        parsed = rules.check_image_reference(prospective.image)
+        return parsed.digest or ""
+    return desired_source(prospective)[0]
+
+
+def _stored_source(source: dict) -> dict:
+    return {field: (value.pk if isinstance(value, Resource) else value) for field, value in source.items()}
+
+
+def _supersede_open(resource: Resource, *, automatic_only: bool = False) -> None:
+    """A newer request replaces what is still open for the resource (an automatic candidate
+    replaces only older automatic ones: a person's request is not dropped by a new build)."""
+    open_requests = ChangeRequest.objects.select_for_update().filter(resource=resource, status__in=ChangeRequest.OPEN)
+    if automatic_only:
+        open_requests = open_requests.filter(kind=ChangeRequest.Kind.AUTOMATIC)
+    for older in open_requests:
+        older.status, older.decided_at = ChangeRequest.Status.SUPERSEDED, timezone.now()
+        older.save(update_fields=["status", "decided_at"])
+        signals.change_request_decided.send(sender=ChangeRequest, request=older)
+
+
+def _request_change(resource: Resource, source: dict, kind: str, actor) -> ChangeRequest:
+    _supersede_open(resource)
+    request = ChangeRequest.objects.create(
+        resource=resource, kind=kind, source=_stored_source(source), from_digest=resource.current_digest,
+        to_digest=_prospective_digest(resource, source), required=resource.environment.required_approvals,
+        requested_by=_actor_user(actor),
+    )
+    reason = ChangeReason.PIN_EDIT if source.get("binding") == Binding.PIN_DIGEST else ChangeReason.TRACK_LATEST
+    signals.change_requested.send(sender=ChangeRequest, request=request, reason=reason, actor=actor)
+    _announce(request, "approval.requested", actor)
+    return request
+
+
+def _announce(request: ChangeRequest, event: str, actor, reason: str = "") -> None:
+    resource = request.resource
+    signals.event_happened.send(sender=ChangeRequest, project=resource.environment.project, event=event, data={
+        "environment": resource.environment.slug, "resource": resource.name, "request_id": request.pk,
+        "kind": request.kind, "digest": request.to_digest, "from_digest": request.from_digest,
+        "approvals": request.decisions.filter(approved=True).count(), "required": request.required,
+        "actor": str(actor) if _actor_user(actor) else (actor or "Hoist"), "reason": reason,
+    })
+
+
+def change_request_automatic(*, resource: Resource, to_digest: str) -> ChangeRequest:
+    """The engine found a digest track-latest would take, in an environment that wants automatic
+    changes approved: the open request for it (made once)."""
+    with audit.attempt("change_request.create", target=resource, actor_label="Hoist (track latest)",
+                       changes={"digest": to_digest}) as entry:
+        locked = Resource.objects.select_for_update(no_key=True).select_related("environment__project").get(pk=resource.pk)
+        existing = locked.change_requests.filter(kind=ChangeRequest.Kind.AUTOMATIC, to_digest=to_digest,
+                                                 status__in=ChangeRequest.OPEN).first()
+        if existing is not None:
+            entry.skip()
+            return existing
+        _supersede_open(locked, automatic_only=True)
+        request = ChangeRequest.objects.create(
+            resource=locked, kind=ChangeRequest.Kind.AUTOMATIC, from_digest=locked.current_digest, to_digest=to_digest,
+            required=max(1, locked.environment.required_approvals),
+        )
+        signals.change_requested.send(sender=ChangeRequest, request=request, reason=ChangeReason.TRACK_LATEST, actor=None)
+        _announce(request, "approval.requested", None)
+        entry.describe(changes={"change_request": request.pk})
+    return request
+
+
+def _require_decider(request: ChangeRequest, actor, what: str) -> None:
+    require_role(actor, request.resource.environment.project, Role.MAINTAINER, what)
+    if request.requested_by_id and _actor_user(actor) is not None and actor.pk == request.requested_by_id:
+        raise ValidationError({"request": ["You asked for this change: another maintainer decides on it."]})
+    if request.decisions.filter(user=actor).exists():
+        raise ValidationError({"request": ["You already decided on this request."]})
+
+
+def change_request_may_decide(*, request: ChangeRequest, actor) -> None:
+    """What approving or rejecting would refuse, without writing (forms show it next to the field)."""
+    if request.status != ChangeRequest.Status.AWAITING:
+        raise ValidationError({"request": [f"This request is {request.get_status_display().lower()}: it can't be decided."]})
+    _require_decider(request, actor, "decide on changes")
+
+
+def _locked_request(request: ChangeRequest, *, what: str) -> ChangeRequest:
+    locked = (ChangeRequest.objects.select_for_update(of=("self",))
+              .select_related("resource__environment__project", "requested_by").get(pk=request.pk))
+    if locked.status != ChangeRequest.Status.AWAITING:
+        raise ValidationError({"request": [f"This request is {locked.get_status_display().lower()}: it can't be {what}."]})
+    return locked
+
+
+def change_request_approve(*, request: ChangeRequest, actor=None, reason: str = "", freeze_override: str = "") -> ChangeRequest:
+    """One maintainer's approval; the last one needed applies the change (unless the environment
+    is frozen and no override is given: then it is applied when the freeze ends)."""
+    with audit.attempt("change_request.approve", actor=actor, target=request.resource,
+                       changes={"change_request": request.pk}) as entry:
+        locked = _locked_request(request, what="approved")
+        _require_decider(locked, actor, "approve changes")
+        Approval.objects.create(request=locked, user=actor, approved=True, reason=reason[:2000])
+        approvals = locked.decisions.filter(approved=True).count()
+        entry.describe(changes={"approvals": f"{approvals}/{locked.required}"})
+        if approvals >= locked.required:
+            locked.status, locked.decided_at = ChangeRequest.Status.APPROVED, timezone.now()
+            locked.save(update_fields=["status", "decided_at"])
+            _announce(locked, "approval.approved", actor, reason)
+            _apply_approved(locked, actor=actor, freeze_override=freeze_override)
+    return locked
+
+
+def change_request_reject(*, request: ChangeRequest, actor=None, reason: str = "") -> ChangeRequest:
+    """One rejection (with a reason) rejects the request."""
+    with audit.attempt("change_request.reject", actor=actor, target=request.resource,
+                       changes={"change_request": request.pk, "reason": reason}) as entry:
+        if not reason.strip():
+            raise ValidationError({"reason": ["Say why the change is rejected."]})
+        locked = _locked_request(request, what="rejected")
+        _require_decider(locked, actor, "reject changes")
+        Approval.objects.create(request=locked, user=actor, approved=False, reason=reason[:2000])
+        locked.status, locked.decided_at, locked.reason = ChangeRequest.Status.REJECTED, timezone.now(), reason[:2000]
+        locked.save(update_fields=["status", "decided_at", "reason"])
+        signals.change_request_decided.send(sender=ChangeRequest, request=locked)
+        _announce(locked, "approval.rejected", actor, reason)
+        entry.describe(target=locked.resource)
+    return locked
+
+
+def change_request_cancel(*, request: ChangeRequest, actor=None) -> ChangeRequest:
+    """The requester (or a maintainer) withdraws a request still awaiting approval."""
+    with audit.attempt("change_request.cancel", actor=actor, target=request.resource,
+                       changes={"change_request": request.pk}):
+        locked = _locked_request(request, what="cancelled")
+        if not (locked.requested_by_id and _actor_user(actor) is not None and actor.pk == locked.requested_by_id):
+            require_role(actor, locked.resource.environment.project, Role.MAINTAINER, "cancel others' requests")
+        locked.status, locked.decided_at = ChangeRequest.Status.CANCELLED, timezone.now()
+        locked.save(update_fields=["status", "decided_at"])
+        signals.change_request_decided.send(sender=ChangeRequest, request=locked)
+    return locked
+
+
+def _apply_approved(request: ChangeRequest, *, actor, freeze_override: str = "") -> None:
+    resource = request.resource
+    if request.kind == ChangeRequest.Kind.AUTOMATIC:
+        # Nothing to write: the engine takes an approved digest (promotions.governance).
+        signals.change_request_decided.send(sender=ChangeRequest, request=request)
+        return
+    if freeze.current(resource.environment) is not None and not freeze_override:
+        signals.change_request_decided.send(sender=ChangeRequest, request=request)
+        return  # approved; applied when the freeze ends (change_requests_apply_approved)
+    source = dict(request.source)
+    if source.get("promote_from") is not None:
+        source["promote_from"] = Resource.objects.filter(pk=source["promote_from"]).first()
+        if source["promote_from"] is None:
+            raise ValidationError({"request": ["The upstream this change promotes from was deleted meanwhile."]})
+    resource_update(resource=resource, actor=actor, approved=request, freeze_override=freeze_override, **source)
+    request.status = ChangeRequest.Status.APPLIED
+    request.save(update_fields=["status"])
+
+
+def change_requests_apply_approved(environment: Environment) -> int:
+    """The freeze on `environment` ended: apply the changes approved meanwhile (the newest per
+    resource; older ones were superseded when it was asked for)."""
+    done = 0
+    waiting = ChangeRequest.objects.filter(resource__environment=environment, status=ChangeRequest.Status.APPROVED
+                                           ).exclude(kind=ChangeRequest.Kind.AUTOMATIC).select_related("resource")
+    for request in waiting:
+        with audit.attempt("change_request.apply", target=request.resource, actor_label="Hoist (freeze ended)",
+                           changes={"change_request": request.pk}):
+            _apply_approved(request, actor=None)
+        done += 1
+    return done

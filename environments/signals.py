@@ -17,6 +17,7 @@ from django.dispatch import Signal
 #   artifact     the Artifact it comes from, or None
 #   actor        the user who asked, or None (Hoist itself)
 #   actor_label  who asked, when not a user (e.g. "registry webhook")
+#   change_request  the approved ChangeRequest this change applies, or None
 desired_state_changed = Signal()
 
 # Reconcile these resources although nothing changed ("Reconcile now", "Retry").
@@ -27,3 +28,29 @@ reconcile_requested = Signal()
 # the row goes, with everything needed to find them afterwards:
 #   cluster_id, namespace, project, environment, resource (slugs and name)
 resource_removed = Signal()
+
+# Something people may want to hear about happened (outgoing notifications, promotions.notifications).
+# Sent inside the write's transaction; receivers only record and queue, on commit. Keyword arguments:
+#   project  the Project
+#   event    one of EVENTS
+#   data     JSON-safe details: environment, resource, digest, from_digest, actor, reason,
+#            promotion_id or request_id, and the like
+event_happened = Signal()
+
+EVENTS = (
+    "promotion.healthy", "promotion.failed", "promotion.rolled_back",
+    "approval.requested", "approval.approved", "approval.rejected",
+    "freeze.started", "freeze.ended",
+    "test",
+)
+
+# A change of what runs waits for approvals (environments.models.ChangeRequest). Keyword arguments:
+#   request   the ChangeRequest, as just created
+#   reason    environments.models.ChangeReason of the change it would make
+#   actor     who asked (None: Hoist itself, an automatic track-latest change)
+change_requested = Signal()
+
+# A change request was decided without being applied here (approved but waiting, rejected,
+# superseded, cancelled); an applied one arrives as desired_state_changed with `change_request`.
+#   request   the ChangeRequest, with its new status
+change_request_decided = Signal()

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from core.admin import run_for_each
 from environments import services
+from environments.models import Keep
 
 from .models import Promotion
 
@@ -45,3 +46,33 @@ class PromotionAdmin(admin.ModelAdmin):
             lambda resource, user: services.reconcile_request(resource=resource, actor=user),
             "Reconcile queued", key=lambda promotion: promotion.resource,
         )
+
+
+@admin.register(Keep)
+class KeepAdmin(admin.ModelAdmin):
+    """Keep tags (promotions/keeping.py): read-only, the schedule and every change write them."""
+
+    list_display = ["repository", "short_digest", "state", "children_count", "detail", "kept_at", "released_at", "checked_at"]
+    list_filter = ["state"]
+    search_fields = ["repository", "digest", "tag", "detail"]
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Digest", ordering="digest")
+    def short_digest(self, obj):
+        return obj.digest[:19]
+
+    @admin.display(description="Children")
+    def children_count(self, obj):
+        return len(obj.children)

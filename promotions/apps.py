@@ -10,6 +10,8 @@ class PromotionsConfig(AppConfig):
     def ready(self):
         # The engine subscribes to what desired state announces (environments.signals).
         from . import receivers  # noqa: F401
+        # Outgoing notifications hear environments.signals.event_happened; their admin pages.
+        from . import admin_notifications, notifications  # noqa: F401
 
         if len(sys.argv) > 1 and sys.argv[1] in ("qcluster", "observe"):
             # A worker or the observer has no web server: its counters get a port of their own.

@@ -5,10 +5,12 @@ Two kinds, because Hoist runs as several processes (web, workers, observer):
 - what is in the database is the same from every process, so it is read
   when scraped: promotions by status and reason, publish→applied and
   publish→healthy latency histograms, resources by phase, the queue's depth,
-  webhook deliveries by outcome (from the audit trail);
+  webhook deliveries by outcome (from the audit trail), notifications
+  in the delivery logs by status;
 - what happens inside a process is counted where it happens: registry
   requests by host and status, reconcile attempts and failures by cluster,
-  webhook deliveries by outcome and their events.
+  webhook deliveries by outcome and their events, notification attempts
+  by outcome.
   The web process serves them at `/metrics`; a worker or the observer
   serves its own on `HOIST_METRICS_PORT` (a sidecar port, as Prometheus'
   conventions have it). With `PROMETHEUS_MULTIPROC_DIR` set, the processes
@@ -43,6 +45,8 @@ RECONCILE_FAILURES = Counter("hoist_reconcile_failures", "Failed reconcile attem
                              ["cluster", "kind"])
 WEBHOOK_DELIVERIES = Counter("hoist_webhook_deliveries", "Registry webhook deliveries, by outcome.", ["outcome"])
 WEBHOOK_EVENTS = Counter("hoist_webhook_events", "Events in accepted webhook deliveries, by what Hoist did.", ["result"])
+NOTIFICATION_ATTEMPTS = Counter("hoist_notification_attempts",
+                                "Attempts to send a notification to a project's webhook, by outcome.", ["outcome"])
 
 
 def registry_response(host: str, status: str) -> None:
@@ -55,6 +59,11 @@ def webhook_delivery(outcome: str, *, events: int = 0, ignored: int = 0) -> None
         WEBHOOK_EVENTS.labels(result="published").inc(events)
     if ignored:
         WEBHOOK_EVENTS.labels(result="ignored").inc(ignored)
+
+
+def notification_attempt(outcome: str) -> None:
+    """One POST to a project's webhook (promotions.notifications): delivered, retrying or failed."""
+    NOTIFICATION_ATTEMPTS.labels(outcome=outcome).inc()
 
 
 def reconcile_attempt(cluster: str) -> None:
@@ -119,6 +128,14 @@ class DatabaseCollector:
             webhook.add_metric([row["outcome"]], row["n"])
         yield webhook
 
+        from .models import WebhookDelivery
+
+        notifications = GaugeMetricFamily("hoist_notification_deliveries",
+                                          "Notifications in the delivery logs of projects' webhooks, by status.", labels=["status"])
+        for row in WebhookDelivery.objects.order_by().values("status").annotate(n=Count("pk")):
+            notifications.add_metric([row["status"]], row["n"])
+        yield notifications
+
         from django.utils import timezone
 
         from .models import Gate
@@ -141,7 +158,8 @@ def build_registry(*, with_database: bool = True) -> CollectorRegistry:
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (REGISTRY_REQUESTS, RECONCILE_ATTEMPTS, RECONCILE_FAILURES, WEBHOOK_DELIVERIES, WEBHOOK_EVENTS):
+        for collector in (REGISTRY_REQUESTS, RECONCILE_ATTEMPTS, RECONCILE_FAILURES, WEBHOOK_DELIVERIES, WEBHOOK_EVENTS,
+                          NOTIFICATION_ATTEMPTS):
             registry.register(collector)
     if with_database:
         registry.register(DatabaseCollector())

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from environments.fields import EncryptedTextField
 from environments.models import Artifact, ChangeReason, Resource
 
 
@@ -23,6 +24,8 @@ class Promotion(models.Model):
         HEALTHY = "healthy", "Healthy"
         FAILED = "failed", "Failed"
         SUPERSEDED = "superseded", "Superseded"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        REJECTED = "rejected", "Rejected"
 
     # Still waiting for an outcome: a newer decision supersedes these.
     OPEN = (Status.QUEUED, Status.APPLYING, Status.ROLLING_OUT)
@@ -33,6 +36,9 @@ class Promotion(models.Model):
     # The artifact being applied (own for image sources, the upstream's for promotions).
     artifact = models.ForeignKey(Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions")
     reason = models.CharField(max_length=20, choices=Reason.choices)
+    # The change request this promotion waits on (or waited on) for approvals.
+    change_request = models.ForeignKey("environments.ChangeRequest", null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="promotions")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     actor_label = models.CharField(max_length=200, blank=True, help_text="Who or what asked, when not a user.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -137,3 +143,72 @@ class GateSlot(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["key", "slot"], name="gate_slot_unique")]
+
+
+class ProjectWebhook(models.Model):
+    """Where a project's notifications go (promotions.notifications): a URL that gets a POST per event.
+
+    `url` is stored encrypted and shown only as scheme and host: a Slack webhook's URL is
+    itself the credential. `secret` (encrypted, shown as set/not set) signs every body
+    (`X-Hoist-Signature`); the Hoist format requires one. `events` empty: every event.
+    """
+
+    class Format(models.TextChoices):
+        SLACK = "slack", "Slack-compatible"
+        HOIST = "hoist", "Hoist JSON, signed"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="webhooks")
+    name = models.CharField(max_length=100)
+    url = EncryptedTextField()
+    format = models.CharField(max_length=10, choices=Format.choices, default=Format.HOIST)
+    secret = EncryptedTextField(blank=True)
+    events = models.JSONField(default=list, blank=True, help_text="Event names; empty: every event.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="project_webhook_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, event: str) -> bool:
+        return not self.events or event in self.events
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to one webhook: the delivery log pages and the API read.
+
+    queued → delivered | retrying → … → delivered | failed. `body` is exactly the bytes
+    POSTed (every attempt sends the same). The log keeps the newest few hundred per webhook.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    PENDING = (Status.QUEUED, Status.RETRYING)
+
+    webhook = models.ForeignKey(ProjectWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    body = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # When the next attempt is due (or, while one runs, when it counts as lost): the sweep
+    # hands out again what stays pending past it.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["webhook", "-id"], name="webhook_delivery_log"),
+                   models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.pk} ({self.status})"

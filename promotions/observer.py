@@ -37,6 +37,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from environments import freeze
 from environments.models import Cluster, Kind, Phase, Resource
 
 from . import guard, queue, rollout, watching
@@ -57,6 +58,7 @@ WATCH_TIMEOUT_S = 30
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
 # A nudged resource is not nudged again sooner than this.
 NUDGE_REPEAT_S = 5.0
+FREEZE_CHECK_S = 2.0  # how often the leader looks for freeze windows starting or ending
 
 
 def identity() -> str:
@@ -154,7 +156,7 @@ class Handlers:
     def judge(self, resource_id: int, health: rollout.Health) -> None:
         recorded = rollout.record(resource_id, health)
         if recorded.became == rollout.HEALTHY and recorded.resource is not None:
-            queue.enqueue_keep(resource_id)  # keep tags: a new rollback candidate
+            queue.enqueue_keep(resource_id, recorded.resource.current_image)  # keep tags: a new rollback candidate
             self._publish_healthy(recorded.resource)
 
     def _publish_healthy(self, resource: Resource) -> None:
@@ -350,6 +352,7 @@ class Observer:
         self.leading = False
         # The leader also watches registry tags (for registries that send no webhooks).
         self.tag_watcher: watching.Watcher | None = None
+        self.freeze_checked = 0.0
 
     def run(self) -> None:
         renew_at = 0.0
@@ -383,6 +386,9 @@ class Observer:
         try:
             hand_out()
             self.handlers.recheck_rollouts()
+            if time.monotonic() >= self.freeze_checked + FREEZE_CHECK_S:  # freeze windows starting and ending
+                self.freeze_checked = time.monotonic()
+                freeze.refresh()
         except Exception:
             log.exception("observer tick failed")
 

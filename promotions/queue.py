@@ -64,6 +64,21 @@ def enqueue_reconcile_many(resource_ids: list[int]) -> None:
         )
 
 
+def enqueue_keep(resource_id: int, image: str = "") -> None:
+    """Keep what the resource needs now in the registries (promotions.keeping): a digest just
+    applied, just healthy, or pinned. Releasing what it no longer needs is the schedule's.
+
+    `image`: what it pulls. When that registry is not one Hoist pushes keep tags to, nothing is
+    queued (a fan-out must not double its tasks for nothing); the schedule records such digests
+    as unprotected within minutes.
+    """
+    if image and not _protects(image):
+        return
+    transaction.on_commit(
+        lambda: async_task("promotions.tasks.keep_resource", resource_id, task_name=f"keep-{resource_id}", group="keep")
+    )
+
+
 def enqueue_cleanup(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:
     transaction.on_commit(
         lambda: async_task(
@@ -71,3 +86,15 @@ def enqueue_cleanup(cluster_id: int, namespace: str, project: str, environment: 
             task_name=f"cleanup-{project}-{environment}-{resource}", group="cleanup",
         )
     )
+
+
+def _protects(image: str) -> bool:
+    from environments.references import InvalidReference, parse_reference
+
+    from . import limits
+
+    try:
+        host = parse_reference(image).registry
+    except InvalidReference:
+        return True  # let the task say what is wrong
+    return limits.limits_for(host).protect

@@ -48,7 +48,7 @@ from django.utils import timezone
 from environments.models import Artifact, Binding, Cluster, Follow, Kind, Phase, Resource, SourceType
 from environments.selectors import latest_artifact
 
-from . import guard, metrics, mirror, queue, rollout
+from . import governance, guard, metrics, mirror, notifications, queue, rollout
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError, fingerprint as kube_fingerprint
 from .models import Promotion
 from .registry import RegistryError, parse_reference
@@ -268,6 +268,13 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                     note = "stale candidate ignored" if not is_forward(resource, target) else "failed digest not retried"
                     return Outcome(changed=False, digest=resource.current_digest, note=note)
                 target = _what_runs(resource)
+            held_by = governance.hold(resource, target.digest, target.reason)
+            if held_by is not None:  # a freeze, or approvals still to come
+                if not (sweep and resource.current_image):
+                    set_phase(resource.pk, Phase.WAITING, held_by.message)
+                    done, recheck_at = True, held_by.recheck_at
+                    return None
+                target = _what_runs(resource)  # the sweep still repairs what runs
             _mark_applying(resource, target)
             if _crosses_clusters(resource):
                 extend(resource.pk, held, settings.HOIST_MIRROR_DEADLINE_S + 60)
@@ -884,6 +891,9 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
                 artifact=target.source_artifact,
                 actor_label=f"rollback: {previous[:19]}… failed" if target.reason == Promotion.Reason.ROLLBACK else "Hoist",
             )
+            if target.reason == Promotion.Reason.ROLLBACK:  # the project's webhooks hear of it after commit
+                notifications.promotion_event(resource, "promotion.rolled_back", target.digest,
+                                              promotion=recorded_promotion, from_digest=previous)
         fields = {"current_digest": target.digest, "current_image": image, "reconciled_at": now,
                   "config_hash": resource.config_hash}
         if changed or locked.phase != Phase.READY or locked.healthy_digest != target.digest:
@@ -901,6 +911,7 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
         # Dependants that follow what just happened, queued on commit with this record.
         if changed or recorded.became == rollout.HEALTHY:
             rollout.fan_out(resource, published=changed, healthy=recorded.became == rollout.HEALTHY)
+            queue.enqueue_keep(resource.pk, image)  # keep tags: what it runs now, and its rollback candidates
     note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
     if changed or note or drift is not None:
         log.info("applied %s to %s (%s)", target.digest[:19], resource, health.summary,

@@ -697,7 +697,7 @@ class RegistryClient:
                 raise self._error(resp, what, not_found=f"{label} not found in {r.name}")
             body = bytearray()
             try:
-                for chunk in resp.iter_raw():
+                for chunk in resp.iter_bytes():
                     body += chunk
                     self._remaining(what, r.registry)  # a host trickling bytes runs out of time here
                     if len(body) > MAX_MANIFEST_BYTES:
@@ -1202,6 +1202,63 @@ def _policed_transport(policy: Policy, *, verify, limits: httpx.Limits) -> httpx
         raise RuntimeError("httpcore changed: the outbound policy can't be installed on this version")
     pool._network_backend = _PolicedBackend(policy)
     return transport
+
+
+# --------------------------------------------------------------------------- outgoing notifications
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a host answered `post_once`: the status, the headers (lower-case names), the start of the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+
+def post_once(url: str, content: bytes, headers: Mapping[str, str], *, policy: Policy, connect_timeout: float,
+              read_timeout: float, deadline: float, max_text: int = 1024) -> Answer:
+    """POST `content` to `url` once: a project's notification webhook (promotions.notifications).
+
+    Here because this module is Hoist's one HTTP client: the same outbound policy as every
+    registry call (the URL's host before anything, then every address DNS gave, at connect
+    time), a timeout per network step and `deadline` for reading the answer, and redirects
+    never followed (a 3xx is the answer). At most `max_text` bytes of the body are read.
+    Raises RegistryError: retryable when no answer came (timeout, connection refused or
+    broken), not when the policy refused the host (code OUTBOUND_REFUSED).
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise RegistryError(f"not a URL Hoist can send to: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise RegistryError("only http:// and https:// URLs with a host are sent to")
+    name = parsed.host
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    try:
+        policy.check_host(host)
+    except OutboundRefused as exc:
+        raise _refused(exc, "sending a notification") from None
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=0)
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), follow_redirects=False,
+                          limits=limits, transport=_policed_transport(policy, verify=True, limits=limits)) as client:
+            with client.stream("POST", parsed, content=content, headers=dict(headers)) as resp:
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) >= max_text or time.monotonic() - started > deadline:
+                        break  # enough to show what it said; the rest is not read
+                return Answer(resp.status_code, {k.lower(): v for k, v in resp.headers.items()},
+                              bytes(body[:max_text]).decode("utf-8", "replace"))
+    except OutboundRefused as exc:
+        raise _refused(exc, "sending a notification") from None
+    except httpx.TimeoutException:
+        raise RegistryError(f"{name} did not answer in time", retryable=True) from None
+    except httpx.TransportError as exc:
+        raise RegistryError(f"could not reach {name}: {exc or type(exc).__name__}", retryable=True) from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from environments.models import Artifact, Binding, Follow, Phase, Resource
 
-from . import queue
+from . import notifications, queue
 from .models import Promotion
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ def record(resource_id: int, health: Health, *, claim_token: str = "", locked: R
         Resource.objects.filter(pk=resource.pk).update(**fields)
         if became == FAILED and "dirty_at" in fields:
             queue.enqueue_reconcile(resource.pk)
+        if became:  # the project's webhooks hear of it after commit (never blocks this record)
+            notifications.promotion_event(resource, f"promotion.{became}", digest, error=health.message if became == FAILED else "")
     if became:
         log.info("%s is %s on %s", resource, became, digest[:19],
                  extra={"resource": str(resource), "digest": digest, "rollout": became, "detail": health.message})

@@ -14,7 +14,7 @@ from django_q.tasks import async_task
 
 from environments.models import Resource
 
-from . import reconcile
+from . import keeping, reconcile
 from .queue import chunks
 
 log = logging.getLogger(__name__)
@@ -76,3 +76,12 @@ def reconcile_all() -> int:
     for chunk in chunks(ids):
         async_task("promotions.tasks.reconcile_resources", chunk, True, group="drift")
     return len(ids)
+
+
+def keep_resource(resource_id: int) -> dict:
+    return keeping.keep_resource(resource_id).as_dict()
+
+
+def sync_keeps() -> dict:
+    """The keep-tags schedule: keep what is needed in the registries, release the rest."""
+    return keeping.sync().as_dict()

@@ -99,6 +99,7 @@ def edit_values_from_post(resource: Resource, post) -> dict[str, Any]:
         env.append({**row, "value": "" if row["secret"] else row["value"], "stored": is_stored_secret})
     return {
         "image": post.get("image", resource.image),
+        "freeze_override": post.get("freeze_override", ""),
         "binding": post.get("binding", resource.binding),
         "pinned_digest": post.get("pinned_digest", "") or post.get("digest_pick", ""),
         "runtime": post.get("runtime", ""),

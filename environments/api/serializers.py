@@ -11,10 +11,10 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from environments import selectors
+from environments import freeze, keeps, selectors
 from environments.fields import mask
-from environments.models import (Artifact, Binding, Cluster, Environment, Follow, Kind, Phase, RegistryHost, Resource,
-                                 SourceType)
+from environments.models import (Artifact, Binding, Cluster, Environment, Follow, Keep, Kind, Phase, RegistryHost,
+                                 Resource, SourceType)
 from core.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
 MASKS = ("set", "not set")
@@ -149,12 +149,27 @@ class ClusterUpdateSerializer(ClusterWriteSerializer):
 # --- environments -----------------------------------------------------------------------------
 
 
+class FrozenSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="When this freeze began.")
+    until = serializers.DateTimeField(help_text="When it thaws (overlapping and touching windows merged).")
+    names = serializers.ListField(child=serializers.CharField(), help_text="The freeze windows that make it.")
+
+
 class EnvironmentSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    frozen = serializers.SerializerMethodField(help_text="While a freeze window is on: since when, until when, which "
+                                               "windows (see freeze-windows/); null when not frozen.")
 
     class Meta:
         model = Environment
-        fields = ["slug", "name", "cluster", "namespace", "protected", "position", "created_at"]
+        fields = ["slug", "name", "cluster", "namespace", "protected", "position", "required_approvals",
+                  "approve_automatic", "frozen", "created_at"]
+
+    @extend_schema_field(FrozenSerializer(allow_null=True))
+    def get_frozen(self, environment: Environment) -> dict | None:
+        found = self.context.get("freezes")  # a list reads the windows once for the page
+        frozen = found.get(environment.pk) if found is not None else freeze.current(environment)
+        return FrozenSerializer(frozen).data if frozen is not None else None
 
 
 class EnvironmentCreateSerializer(StrictSerializer):
@@ -175,6 +190,12 @@ class EnvironmentUpdateSerializer(StrictSerializer):
     name = StrictCharField(required=False, max_length=100)
     protected = StrictBooleanField(required=False)
     position = StrictIntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    required_approvals = StrictIntegerField(required=False, min_value=0, max_value=10,
+                                            help_text="Maintainers other than the requester who must approve a "
+                                            "person's change of what runs here; 0: none.")
+    approve_automatic = StrictBooleanField(required=False, help_text="Automatic track-latest changes need the "
+                                           "same approvals.")
+    frozen = serializers.JSONField(read_only=True)
 
 
 # --- resources: reading ---------------------------------------------------------------------
@@ -244,6 +265,17 @@ class TagWatchSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True, help_text="Why the last check failed, if it did.")
 
 
+class ProtectionSerializer(serializers.Serializer):
+    digest = serializers.CharField()
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=[keeps.RUNNING, keeps.PINNED, keeps.ROLLBACK]),
+                                  help_text="Why it is kept: the resource runs it, is pinned to it, or may roll back to it.")
+    repository = serializers.CharField(help_text="Where it is pulled from (\"\" for a pin not copied there yet).")
+    tag = serializers.CharField(help_text="The keep tag that protects it there: hoist-keep-<64 hex>.")
+    state = serializers.ChoiceField(choices=Keep.State.choices, help_text="kept: protected from registry clean-up.")
+    detail = serializers.CharField(help_text="Why it is not kept, when it is not.")
+    kept_at = serializers.DateTimeField(allow_null=True)
+
+
 class StatusSerializer(serializers.Serializer):
     digest = serializers.CharField(allow_null=True, help_text="The digest Hoist applied (desired; it may still be rolling out).")
     image = serializers.CharField(allow_null=True, help_text="The image reference written to the cluster.")
@@ -254,6 +286,8 @@ class StatusSerializer(serializers.Serializer):
     phase = serializers.ChoiceField(choices=Phase.choices)
     message = serializers.CharField()
     reconciled_at = serializers.DateTimeField(allow_null=True)
+    protection = ProtectionSerializer(many=True, help_text="Every digest this resource runs, is pinned to or may "
+                                      "roll back to, and whether a keep tag protects it from registry clean-up.")
     watch = TagWatchSerializer(allow_null=True, help_text="Image sources given by tag: how Hoist watches the tag "
                                "for pushes (registries that send no webhooks); null otherwise.")
 
@@ -314,7 +348,15 @@ class ResourceSerializer(serializers.Serializer):
             "message": resource.message,
             "reconciled_at": when(resource.reconciled_at) if resource.reconciled_at else None,
             "watch": self._watch(resource),
+            "protection": self._protection(resource),
         }
+
+    def _protection(self, resource: Resource) -> list[dict]:
+        found = self.context.get("protection")  # a list reads it once for the page
+        listed = found.get(resource.pk, []) if found is not None else keeps.protection_of(resource)
+        when = serializers.DateTimeField().to_representation
+        return [{key: value for key, value in {**entry, "kept_at": when(entry["kept_at"]) if entry["kept_at"] else None}.items()
+                 if key != "state_label"} for entry in listed]
 
     def _watch(self, resource: Resource) -> dict | None:
         watches = self.context.get("watches")  # a list reads them once for the page
@@ -407,6 +449,8 @@ class ResourceCreateSerializer(StrictSerializer):
 class ResourceUpdateSerializer(StrictSerializer):
     """Only what is given changes. `name` and `kind` may be sent back but not changed."""
 
+    freeze_override = StrictCharField(required=False, allow_blank=True, max_length=2000, write_only=True,
+                                      help_text="During a freeze window: a maintainer's reason to change what runs now.")
     name = StrictCharField(required=False, max_length=63)
     kind = serializers.ChoiceField(choices=Kind.choices, required=False)
     source = SourceWriteSerializer(required=False)

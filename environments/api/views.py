@@ -16,7 +16,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
-from environments import selectors, services
+from environments import freeze, keeps, selectors, services
 from environments.models import Binding, Cluster, Environment, RegistryHost, Resource, SourceType
 from environments.selectors import clusters_visible_to
 from core.api.base import HoistViewSet
@@ -26,6 +26,7 @@ from projects import audit, permissions
 from projects.models import Project, Role
 
 from . import serializers as s
+from .approvals import AwaitingApprovalSerializer, awaiting_body
 from .etags import check_if_match, resource_etag
 from .filters import ResourceFilter
 
@@ -189,7 +190,8 @@ class EnvironmentViewSet(ProjectScopedViewSet):
 
     def list(self, request, project):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.EnvironmentSerializer(page, many=True).data)
+        context = {"freezes": freeze.for_environments(page)}  # every environment's windows in one query
+        return self.get_paginated_response(s.EnvironmentSerializer(page, many=True, context=context).data)
 
     def retrieve(self, request, project, environment):
         return Response(s.EnvironmentSerializer(self._get()).data)
@@ -361,11 +363,14 @@ IF_MATCH = OpenApiParameter(
     create=extend_schema(request=s.ResourceCreateSerializer, responses={201: ETAG_HEADER}, parameters=[ETAG_OUT]),
     retrieve=extend_schema(parameters=[RESOURCE_PARAM, ETAG_OUT], responses=ETAG_HEADER),
     partial_update=extend_schema(
-        parameters=[RESOURCE_PARAM, IF_MATCH, ETAG_OUT], request=s.ResourceUpdateSerializer, responses=ETAG_HEADER,
+        parameters=[RESOURCE_PARAM, IF_MATCH, ETAG_OUT], request=s.ResourceUpdateSerializer,
+        responses={200: ETAG_HEADER, 202: AwaitingApprovalSerializer},
         description="Change config, source, binding or pinned digest. Only what is given changes; `config.env`, when "
         "given, replaces the list (a secret with value null keeps its value). **Requires `If-Match`** with the ETag "
         "of your last GET (or `*`): a mismatch is a 412 naming the current ETag. Changing a pin or binding needs "
-        "the maintainer role; anything in a protected environment too.",
+        "the maintainer role; anything in a protected environment too. In an environment that requires approvals, "
+        "a change of the source is not applied but answered 202 with the change request it became (config changes "
+        "in the same call are saved). During a freeze window a change of the source needs `freeze_override`.",
     ),
     destroy=extend_schema(
         parameters=[RESOURCE_PARAM, IF_MATCH], responses={204: None},
@@ -393,7 +398,7 @@ class ResourceViewSet(EnvironmentScopedViewSet):
     def list(self, request, project, environment):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         # What each page's resources need beyond their rows, read once for the page.
-        context = {"watches": selectors.tag_watches_for(page)}
+        context = {"watches": selectors.tag_watches_for(page), "protection": keeps.protection(page)}
         return self.get_paginated_response(s.ResourceSerializer(page, many=True, context=context).data)
 
     def retrieve(self, request, project, environment, resource):
@@ -425,8 +430,11 @@ class ResourceViewSet(EnvironmentScopedViewSet):
         # If-Match is checked by the service under its row lock, against what is stored then.
         updated = services.resource_update(
             resource=current, actor=request.user, precondition=lambda locked: check_if_match(request, resource_etag(locked)),
-            **changes,
+            freeze_override=data.get("freeze_override", ""), **changes,
         )
+        if updated.change_request is not None:  # what runs waits for approvals; any config change is saved
+            return Response(awaiting_body(updated.change_request), status=status.HTTP_202_ACCEPTED,
+                            headers={"ETag": resource_etag(updated)})
         return self._respond(updated)
 
     def destroy(self, request, project, environment, resource):

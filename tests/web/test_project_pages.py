@@ -114,7 +114,7 @@ def build_pipeline(environments, total):
     return in_staging + in_prod  # downstreams, each one behind
 
 
-PIPELINE_QUERIES = 5  # session, user, project with role, environments, resources (with subqueries)
+PIPELINE_QUERIES = 6  # session, user, project with role, environments, resources (with subqueries), freeze windows
 
 
 @pytest.mark.parametrize("total", [5, 200])

@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from core.http import wants_fragment
-from environments import selectors
+from environments import freeze, selectors
 from projects.selectors import Access, project_access, projects_for_user
 
 
@@ -18,7 +18,9 @@ def project_list(request):
 
 def pipeline_context(access: Access, **extra) -> dict:
     pipeline = selectors.pipeline(access.project)
+    freezes = freeze.for_environments(pipeline.environments)  # one query for every column
     for env in pipeline.environments:
+        env.frozen = freezes.get(env.pk)  # the column header's badge and thaw time
         # Flags on the column's Environment object: every cell of the column shares it.
         env.can_change = access.can_change(env)
         env.can_pin = access.can_pin(env)

@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from core.http import wants_fragment
-from environments import selectors, services
+from environments import freeze, selectors, services
 from environments.models import Resource, SourceType
 from projects.permissions import check_access_pin
 from projects.selectors import project_access
@@ -68,15 +68,23 @@ def resource_promote(request, project, env, name):
         return render(request, "promotions/resource_promote.html", {
             "project": access.project, "access": access, "resource": resource,
             "upstream_latest": upstream_latest, "next": next_url or resource_url,
+            "frozen": freeze.current(resource.environment), "needs_approval": resource.environment.required_approvals,
         })
 
     error = ""
     try:
-        services.resource_promote_upstream_current(resource=resource, actor=request.user)
+        promoted = services.resource_promote_upstream_current(resource=resource, actor=request.user,
+                                                              freeze_override=request.POST.get("freeze_override", ""))
     except ValidationError as exc:
         error = " ".join(m for messages_ in exc.message_dict.values() for m in messages_)
     else:
-        messages.success(request, f"{resource.environment.name}/{resource.name} pinned to {upstream_latest.digest[:19]}… — promotion queued.")
+        if promoted.change_request is not None:
+            needed = promoted.change_request.required
+            messages.success(request, f"Promotion of {resource.environment.name}/{resource.name} to "
+                                      f"{promoted.change_request.to_digest[:19]}… awaits {needed} approval"
+                                      f"{'s' if needed != 1 else ''} by other maintainers.")
+        else:
+            messages.success(request, f"{resource.environment.name}/{resource.name} pinned to {upstream_latest.digest[:19]}… — promotion queued.")
 
     if wants_fragment(request, "pipeline"):
         return render(request, "projects/htmx/project_detail_pipeline.html", pipeline_context(access, promote_error=error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -10,13 +11,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from core.http import location, wants_fragment
-from environments import selectors, services
+from environments import freeze, keeps, selectors, services
 from projects.permissions import check_access_change
 from projects.selectors import project_access
 from promotions import selectors as promotion_selectors
 
 from .. import edit
 from ..parsers import ENV_KEY_RE, format_ports
+from . import approvals
+from . import freeze as freeze_pages
 from .common import environment_of, require, resource_of
 
 # --- environment ---------------------------------------------------------------------------------
@@ -33,6 +36,7 @@ def environment_detail(request, project, env):
     }
     if wants_fragment(request, "resources"):
         return render(request, "environments/htmx/environment_detail_resources.html", context)
+    context.update(freeze_pages.context(request, access, environment))  # its freeze windows, and the form to add one
     return render(request, "environments/environment_detail.html", context)
 
 
@@ -52,6 +56,10 @@ def resource_detail(request, project, env, name):
         "can_pin": access.can_pin(resource.environment),
         "ports_text": format_ports(resource.ports),
         "watch": selectors.tag_watch_of(resource),
+        "protection": keeps.protection_of(resource), "keep_healthy": settings.HOIST_KEEP_HEALTHY,
+        "change_requests": [approvals.decidable(change, request.user, access)
+                            for change in approvals.open_requests([resource]).get(resource.pk, [])],
+        "frozen": freeze.current(resource.environment),
     }
     if wants_fragment(request, "resource-live"):
         return render(request, "environments/htmx/resource_detail_live.html", context)
@@ -78,6 +86,8 @@ def resource_edit(request, project, env, name):
         "can_pin": can_pin, "errors": {}, "summary": None, "database_url_set": bool(resource.database_url),
         "recent": selectors.recent_artifacts(resource.promote_from) if resource.promote_from_id else [],
         "edit_url": reverse("resource_edit", args=[access.project.slug, resource.environment.slug, resource.name]),
+        "frozen": freeze.current(resource.environment),
+        "needs_approval": resource.environment.required_approvals,
     }
     if request.method == "GET":
         context["values"] = edit.edit_initial(resource)
@@ -95,11 +105,17 @@ def resource_edit(request, project, env, name):
     if not errors and action == "save":
         # The service checks everything again under its locks, and audits a refusal.
         try:
-            services.resource_update(resource=resource, actor=request.user, **changes)
+            saved = services.resource_update(resource=resource, actor=request.user,
+                                             freeze_override=request.POST.get("freeze_override", ""), **changes)
         except ValidationError as exc:
             errors = exc.message_dict
         else:
-            messages.success(request, f"Saved {resource.environment.name}/{resource.name}.")
+            if saved.change_request is not None:
+                needed = saved.change_request.required
+                messages.success(request, f"Saved {resource.environment.name}/{resource.name}; the change of what runs "
+                                          f"waits for {needed} approval{'s' if needed != 1 else ''} by other maintainers.")
+            else:
+                messages.success(request, f"Saved {resource.environment.name}/{resource.name}.")
             return location(request, reverse("resource_detail", args=[access.project.slug, resource.environment.slug, resource.name]))
     elif not errors:
         try:
