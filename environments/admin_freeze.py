@@ -23,6 +23,11 @@ class GovernedEnvironmentForm(EnvironmentForm):
     class Meta(EnvironmentForm.Meta):
         fields = list(dict.fromkeys([*EnvironmentForm.Meta.fields, *GOVERNANCE_FIELDS]))
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "required_approvals" in self.fields:
+            self.fields["required_approvals"].required = False  # left out: stays as it is
+
 
 class GovernedEnvironmentAdmin(EnvironmentAdmin):
     """The environment admin, with its approval settings (changed through environment_update)

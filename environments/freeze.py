@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 UTC = dt_timezone.utc
 MAX_WINDOWS = 50  # per environment
 MAX_REASON = 2000
+YEARS = (1970, 2999)  # once windows: dates outside are typing mistakes (and overflow time zone maths)
 # How far a freeze is followed: windows that keep touching (every day, all day) make a freeze
 # with no end; it is shown as thawing about a year on, and looked at again then.
 HORIZON = timedelta(days=366)
@@ -256,17 +257,21 @@ def refresh(now: datetime | None = None) -> list[tuple[Environment, str]]:
         # e.g. no observer ran); one that began before it was extended or shortened.
         started = frozen is not None and (was is None or frozen.since > was)
         ended = was is not None and (frozen is None or frozen.since > was)
-        with transaction.atomic():
-            won = Environment.objects.filter(pk=environment.pk, frozen_until=was).update(frozen_until=until)
-            if not won:
-                continue  # another observer got there first
-            environment.frozen_until = until
-            if ended:
-                _ended(environment, was, now, thawed=frozen is None)
-                transitions.append((environment, "freeze.ended"))
-            if started:
-                _started(environment, frozen)
-                transitions.append((environment, "freeze.started"))
+        try:
+            with transaction.atomic():
+                won = Environment.objects.filter(pk=environment.pk, frozen_until=was).update(frozen_until=until)
+                if not won:
+                    continue  # another observer got there first
+                if ended:
+                    _ended(environment, was, now, thawed=frozen is None)
+                if started:
+                    _started(environment, frozen)
+        except Exception:  # one environment's trouble must not hold up the others' thaws; tried again next look
+            log.exception("the freeze transition of %s failed", environment)
+            continue
+        environment.frozen_until = until
+        transitions += [(environment, event) for event, happened in (("freeze.ended", ended), ("freeze.started", started))
+                        if happened]
     return transitions
 
 
@@ -301,7 +306,7 @@ def _ended(environment: Environment, was: datetime, now: datetime, *, thawed: bo
     # not at the next look.
     waiting = list(environment.resources.filter(kind=Kind.DEPLOYMENT).order_by("pk").values_list("pk", flat=True))
     if waiting:
-        signals.reconcile_requested.send(sender=Resource, resource_ids=waiting)
+        signals.reconcile_requested.send(sender=Resource, resource_ids=waiting, repair=False)
 
 
 # --- the windows: every write ------------------------------------------------------------------
@@ -353,9 +358,16 @@ def _moment(value, field: str, zone_name: str, errors: _Errors) -> datetime | No
     if not isinstance(value, datetime):
         errors.add(field, "Give a date and time.")
         return None
-    if timezone.is_naive(value):
-        value = datetime.combine(value.date(), value.time(), tzinfo=_zone(zone_name))
-    return value.astimezone(UTC)
+    try:
+        if timezone.is_naive(value):
+            value = datetime.combine(value.date(), value.time(), tzinfo=_zone(zone_name))
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        value = None
+    if value is None or not YEARS[0] <= value.year <= YEARS[1]:
+        errors.add(field, f"Give a date between the years {YEARS[0]} and {YEARS[1]}.")
+        return None
+    return value
 
 
 def _clock(value, field: str, errors: _Errors) -> time | None:

@@ -20,8 +20,10 @@ from django.dispatch import Signal
 #   change_request  the approved ChangeRequest this change applies, or None
 desired_state_changed = Signal()
 
-# Reconcile these resources although nothing changed ("Reconcile now", "Retry").
+# Reconcile these resources although nothing changed ("Reconcile now", "Retry", a freeze that ended).
 #   resource_ids  list of Resource ids
+#   repair        re-apply every object whatever Hoist believes (default: a person asked); False
+#                 for Hoist's own "look again now"
 reconcile_requested = Signal()
 
 # A resource is being deleted: its objects must leave its cluster. Sent before
@@ -34,7 +36,10 @@ resource_removed = Signal()
 #   project  the Project
 #   event    one of EVENTS
 #   data     JSON-safe details: environment, resource, digest, from_digest, actor, reason,
-#            promotion_id or request_id, and the like
+#            promotion_id or request_id, and the like; optionally `url`, the path of the page
+#            it is about (else the resource's, the environment's or the project's page)
+# The receiver never raises into the sender and never calls the network inline: each webhook's
+# delivery is recorded in a savepoint and sent by a task after commit.
 event_happened = Signal()
 
 EVENTS = (

@@ -14,8 +14,11 @@ a conditional update, POST with no transaction open (connect 3 s, each read
 5 s, no redirects, the outbound policy on the URL and, after DNS, on the
 connection), then record. Network errors, 408, 429 and 5xx are tried again
 later (6 attempts over about 10 minutes, a `Retry-After` honoured up to 10
-minutes); any other answer is final. A schedule (`sweep`, every minute)
-hands out again what a lost task left pending.
+minutes); any other answer is final. Bulkheads (promotions.guard): at most
+SLOTS deliveries in flight installation-wide, and a circuit breaker per
+receiver host; what they hold back waits without using up an attempt. A
+schedule (`sweep`, every minute) hands out again what a lost task left
+pending.
 
 Formats: `slack` (a Slack-compatible incoming-webhook body: `text` and
 `blocks`) and `hoist` (the event as JSON). Either is signed when the
@@ -46,6 +49,7 @@ from django.db.models import Subquery
 from django.dispatch import receiver
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
@@ -57,7 +61,7 @@ from projects import audit
 from projects.models import Project, Role
 from projects.permissions import require_role
 
-from . import metrics, registry
+from . import guard, metrics, registry
 from .models import ProjectWebhook, Promotion, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,8 @@ CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 5.0
 DEADLINE_S = 10.0  # for reading the answer, whatever the receiver trickles
 LOST_AFTER_S = 120  # a pending delivery this far past due lost its task: the sweep sends it
+GIVE_UP_AFTER_S = 3600  # a delivery held back this long by a receiver's breaker is given up
+SLOTS, SLOTS_KEY = 2, "notify"  # deliveries in flight at once, installation-wide (keep it below the workers)
 KEEP_DELIVERIES = 200  # the log keeps this many per webhook, newest first
 MAX_WEBHOOKS = 20  # per project
 MAX_URL = 2000
@@ -105,7 +111,7 @@ def check_url(url: Any, field: str = "url") -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise rules.error(field, f"Not a valid URL: {url[:80]!r}.") from None
+        raise rules.error(field, "Not a valid URL: check the host and the port.") from None  # never quoted: it may be a credential
     if parts.scheme.lower() not in ("http", "https"):
         raise rules.error(field, "Hoist sends notifications to https:// (or http://) URLs only.")
     name = (parts.hostname or "").lower()
@@ -210,6 +216,16 @@ def _short(digest: Any) -> str:
     return digest[:19] + "…" if len(digest) > 19 else digest
 
 
+def _when(value: Any) -> str:
+    """An ISO time as people read it in a message ("2026-11-30 06:00 UTC")."""
+    moment = parse_datetime(str(value or ""))
+    if moment is None:
+        return str(value or "")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt_timezone.utc)
+    return f"{moment.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
 def describe(event: str, project: str, data: dict) -> str:
     """The event as one sentence ("shop/prod web is healthy on sha256:abcd…")."""
     environment, resource = data.get("environment"), data.get("resource")
@@ -230,10 +246,14 @@ def describe(event: str, project: str, data: dict) -> str:
         text = f"{what}: {actor} asks for approval to promote {digest}" + (f" ({reason})" if reason else "")
     elif event == "approval.approved":
         text = f"{what}: {actor} approved {digest}"
+        if data.get("required"):
+            text += f" ({data.get('approvals', '?')} of {data['required']} approvals)"
     elif event == "approval.rejected":
         text = f"{what}: {actor} rejected {digest}" + (f": {reason}" if reason else "")
     elif event == "freeze.started":
-        text = f"{where} is frozen" + (f": {reason}" if reason else "")
+        windows = data.get("windows") if isinstance(data.get("windows"), list) else []
+        text = (f"{where} is frozen" + (f" until {_when(data['until'])}" if data.get("until") else "")
+                + (f" ({', '.join(str(w) for w in windows)})" if windows else "") + (f": {reason}" if reason else ""))
     elif event == "freeze.ended":
         text = f"{where} is no longer frozen"
     elif event == TEST:
@@ -315,6 +335,50 @@ class Sent:
     code: int | None = None
     error: str = ""
     retry_after: float | None = None
+    deferred_until: datetime | None = None  # not sent at all (no free slot, the host's breaker open)
+
+
+class _Undelivered(Exception):
+    def __init__(self, sent: Sent):
+        super().__init__(sent.error)
+        self.sent = sent
+
+
+def _counts_against_host(exc: BaseException) -> bool | None:
+    """For the receiver host's breaker: no answer or a 5xx counts, any other answer proves it
+    alive, a refusal by the policy (nothing sent) says nothing."""
+    if not isinstance(exc, _Undelivered):
+        return None
+    sent = exc.sent
+    if sent.code is None:
+        return True if sent.retry else None
+    return sent.code >= 500
+
+
+def _send(hook: ProjectWebhook, delivery: WebhookDelivery) -> Sent:
+    """One POST inside the bulkheads (promotions.guard): one of SLOTS deliveries in flight
+    installation-wide, so receivers that hang hold that many workers at most and promotions keep
+    the rest; and the receiver host's circuit breaker, so a dead host is not called again and
+    again (its deliveries wait for the breaker instead)."""
+    host = (urlsplit(hook.url).hostname or "?").lower()
+    lease_s = CONNECT_TIMEOUT_S + DEADLINE_S + 5
+    try:
+        slot = guard.take_slot(SLOTS_KEY, SLOTS, lease_s=lease_s, label="notifications")
+    except guard.Closed as exc:
+        return Sent(False, error=exc.message, deferred_until=exc.retry_at)
+    try:
+        with guard.passage(f"notify:{host}", label=f"webhook host {host}", lease_s=lease_s,
+                           transient=_counts_against_host):
+            sent = _post(hook, delivery)
+            if not sent.delivered:
+                raise _Undelivered(sent)
+        return sent
+    except _Undelivered as exc:
+        return exc.sent
+    except guard.Closed as exc:
+        return Sent(False, error=exc.message, deferred_until=exc.retry_at)
+    finally:
+        guard.give_back(SLOTS_KEY, *slot)
 
 
 def _post(hook: ProjectWebhook, delivery: WebhookDelivery) -> Sent:
@@ -356,8 +420,24 @@ def deliver(delivery_id: int, attempt: int = 1) -> str:
     if not hook.active and delivery.event != TEST:
         sent = Sent(False, error="the webhook was paused before this was sent")
     else:
-        sent = _post(hook, delivery)
+        sent = _send(hook, delivery)
+    if sent.deferred_until is not None:
+        return _defer(delivery, attempt, sent)
     return _record_attempt(delivery, attempt, sent)
+
+
+def _defer(delivery: WebhookDelivery, attempt: int, sent: Sent) -> str:
+    """Nothing was sent: the same attempt again when the bulkhead says, not counted as one;
+    given up once the delivery is older than GIVE_UP_AFTER_S."""
+    now = timezone.now()
+    if now - delivery.created_at > timedelta(seconds=GIVE_UP_AFTER_S):
+        return _record_attempt(delivery, attempt, Sent(False, error=f"not sent: {sent.error}"))
+    retry_at = max(sent.deferred_until, now + timedelta(seconds=1))
+    if WebhookDelivery.objects.filter(pk=delivery.pk, attempts=attempt).update(attempts=attempt - 1, next_attempt_at=retry_at):
+        transaction.on_commit(lambda: schedule(
+            "promotions.notifications.deliver", delivery.pk, attempt, schedule_type=Schedule.ONCE, next_run=retry_at,
+            name=f"notify-{delivery.pk}-{attempt}-{now:%H%M%S%f}"), robust=True)
+    return "deferred"
 
 
 def _record_attempt(delivery: WebhookDelivery, attempt: int, sent: Sent) -> str:
@@ -380,7 +460,7 @@ def _record_attempt(delivery: WebhookDelivery, attempt: int, sent: Sent) -> str:
         fields.update(last_error=error[:2000], next_attempt_at=None)
     fields["status"] = outcome
     recorded = WebhookDelivery.objects.filter(pk=delivery.pk, attempts=attempt).update(**fields)
-    metrics.notification_attempt(outcome)
+    metrics.notification_attempt(outcome.value)
     if recorded and retry_at is not None:
         arguments = (delivery.pk, attempt + 1)
         transaction.on_commit(lambda: schedule(
@@ -388,7 +468,7 @@ def _record_attempt(delivery: WebhookDelivery, attempt: int, sent: Sent) -> str:
             name=f"notify-{delivery.pk}-{attempt + 1}"), robust=True)  # a ONCE schedule is deleted once it has run
     if outcome != WebhookDelivery.Status.DELIVERED:
         log.info("notification %s (%s) attempt %s: %s", delivery.pk, delivery.event, attempt, fields.get("last_error"))
-    return outcome
+    return outcome.value  # plain text: django-q2 stores it as the task's result
 
 
 def sweep() -> int:
@@ -439,10 +519,10 @@ def _check(hook: ProjectWebhook, *, url_changed: bool) -> None:
     if not isinstance(hook.secret, str):
         errors.add("secret", "The secret must be a string.")
     elif hook.secret and not SECRET_MIN <= len(hook.secret) <= SECRET_MAX:
-        errors.add("secret", f"A secret is {SECRET_MIN} to {SECRET_MAX} characters (e.g. the output of `openssl rand -hex 32`).")
+        errors.add("secret", f"A secret is {SECRET_MIN} to {SECRET_MAX} characters (e.g. the output of openssl rand -hex 32).")
     elif not hook.secret and hook.format == ProjectWebhook.Format.HOIST:
         errors.add("secret", f"The Hoist format signs every body: give a secret of at least {SECRET_MIN} characters "
-                             "(e.g. the output of `openssl rand -hex 32`).")
+                             "(e.g. the output of openssl rand -hex 32).")
     if not isinstance(hook.events, (list, tuple)) or not all(isinstance(e, str) for e in hook.events):
         errors.add("events", "Events must be a list of event names.")
     else:

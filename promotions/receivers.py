@@ -48,9 +48,13 @@ def record_change(*, resource: Resource, reason: str, to_digest: str = "", artif
 
 
 @receiver(signals.reconcile_requested, dispatch_uid="promotions.reconcile_requested")
-def reconcile_requested(*, resource_ids: list[int], **_) -> None:
+def reconcile_requested(*, resource_ids: list[int], repair: bool = True, **_) -> None:
     # A person asking for a reconcile wants everything put back, whatever Hoist believes
-    # (an object deleted by hand, a cluster that came back empty): a repair.
+    # (an object deleted by hand, a cluster that came back empty): a repair. Hoist itself
+    # (a freeze that ended) only wants what waited to go now: ordinary reconciles, in chunks.
+    if not repair:
+        queue.enqueue_reconcile_many(list(resource_ids))
+        return
     for resource_id in resource_ids:
         queue.enqueue_reconcile(resource_id, repair=True)
 

@@ -26,6 +26,7 @@ import email.utils
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import socket
 import threading
@@ -1207,6 +1208,20 @@ def _policed_transport(policy: Policy, *, verify, limits: httpx.Limits) -> httpx
 # --------------------------------------------------------------------------- outgoing notifications
 
 
+_posting = threading.local()
+
+
+class _NotificationURLsStayOutOfLogs(logging.Filter):
+    """httpx logs every request's URL at INFO; a notification's URL may be its credential (a Slack
+    webhook's path), so its line is dropped (the caller logs the outcome without the URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_posting, "active", False)
+
+
+logging.getLogger("httpx").addFilter(_NotificationURLsStayOutOfLogs())
+
+
 @dataclass(frozen=True)
 class Answer:
     """What a host answered `post_once`: the status, the headers (lower-case names), the start of the body."""
@@ -1229,8 +1244,8 @@ def post_once(url: str, content: bytes, headers: Mapping[str, str], *, policy: P
     """
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise RegistryError(f"not a URL Hoist can send to: {exc}") from None
+    except httpx.InvalidURL:
+        raise RegistryError("not a URL Hoist can send to") from None  # not quoted: it may hold a credential
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise RegistryError("only http:// and https:// URLs with a host are sent to")
     name = parsed.host
@@ -1242,6 +1257,7 @@ def post_once(url: str, content: bytes, headers: Mapping[str, str], *, policy: P
         raise _refused(exc, "sending a notification") from None
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=0)
     started = time.monotonic()
+    _posting.active = True
     try:
         with httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), follow_redirects=False,
                           limits=limits, transport=_policed_transport(policy, verify=True, limits=limits)) as client:
@@ -1259,6 +1275,8 @@ def post_once(url: str, content: bytes, headers: Mapping[str, str], *, policy: P
         raise RegistryError(f"{name} did not answer in time", retryable=True) from None
     except httpx.TransportError as exc:
         raise RegistryError(f"could not reach {name}: {exc or type(exc).__name__}", retryable=True) from None
+    finally:
+        _posting.active = False
 
 
 def _is_loopback(host: str) -> bool:

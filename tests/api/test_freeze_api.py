@@ -83,6 +83,8 @@ def test_outsiders_and_unknown_windows_are_404(api, dev):
     ({"name": "x", "kind": "once", "starts_at": "2099-01-02T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z"}, ["ends_at"]),
     ({"name": "x", "kind": "once", "ends_at": "2099-01-01T00:00:00Z"}, ["starts_at"]),
     ({"name": "x", "kind": "once", "starts_at": "2000-01-01T00:00:00Z", "ends_at": "2000-01-02T00:00:00Z"}, ["ends_at"]),
+    ({"name": "x", "kind": "once", "starts_at": "2099-01-01T00:00:00Z", "ends_at": "9999-12-31T23:59:59Z",
+      "timezone": "Pacific/Kiritimati"}, ["ends_at"]),
 ])
 def test_bad_windows_are_400_naming_the_fields(api, dev, body, fields):
     assert_error(api["maintainer"].post(WINDOWS, body, format="json"), 400, *fields)

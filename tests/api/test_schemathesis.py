@@ -73,6 +73,10 @@ def seeded(members, environments, make_resource, admin_user, no_registry_calls):
 
     artifact_publish(resource=dev_web, digest=digest(1))
     Membership.objects.create(project=environments["dev"].project, user=admin_user, role=Role.MAINTAINER)
+    from promotions.notifications import webhook_create  # a webhook to change, test and read the log of
+
+    webhook_create(project=environments["dev"].project, name="ci", url="https://hooks.example.com/hoist",
+                   secret="s3cret-s3cret-s3cret-0123456789")
     _, key = token_create(user=admin_user, name="schemathesis")
     return {"Authorization": f"Bearer {key}"}
 

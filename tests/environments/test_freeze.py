@@ -310,6 +310,25 @@ def test_deleting_the_window_thaws_at_the_next_look(dev, dev_web, maintainer, ev
     assert events[1][1]["thawed_at"] == freeze._iso(now + timedelta(seconds=2)) and reconciles == [[dev_web.pk]]
 
 
+def test_one_environment_failing_does_not_hold_up_the_others(dev, staging, events):
+    now = timezone.now()
+    for environment in (dev, staging):
+        save(once("release", now - timedelta(minutes=5), now + timedelta(hours=1), environment))
+
+    def broken(*, data, **_):
+        if data["environment"] == "dev":
+            raise RuntimeError("a broken receiver")
+
+    signals.event_happened.connect(broken, weak=False, dispatch_uid="test-broken")
+    try:
+        assert [(e.slug, event) for e, event in freeze.refresh(now)] == [("staging", "freeze.started")]
+    finally:
+        signals.event_happened.disconnect(dispatch_uid="test-broken")
+    dev.refresh_from_db()
+    assert dev.frozen_until is None  # rolled back: tried again at the next look
+    assert [(e.slug, event) for e, event in freeze.refresh(now)] == [("dev", "freeze.started")]
+
+
 def test_an_extended_freeze_moves_the_thaw_without_new_events(dev, events):
     now = timezone.now()
     window = save(once("release", now - timedelta(minutes=5), now + timedelta(minutes=5), dev))
@@ -422,3 +441,59 @@ def test_approval_settings_are_changed_by_maintainers(dev, maintainer, developer
     with pytest.raises(PermissionDenied):
         services.environment_update(environment=dev, actor=developer, required_approvals=0)
     assert Resource.objects.count() == 0
+
+
+# --- the admin -------------------------------------------------------------------------------------
+
+
+def test_the_admin_writes_windows_through_the_service(admin_client, dev):
+    from django.urls import reverse
+
+    add = reverse("admin:environments_freezewindow_add")
+    form = {"environment": dev.pk, "name": "Nights", "kind": "weekly", "weekdays": ["4", "5"], "start_time": "22:00",
+            "end_time": "06:00", "timezone": "Mars/Olympus", "starts_at_0": "", "starts_at_1": "", "ends_at_0": "",
+            "ends_at_1": ""}
+    refused = admin_client.post(add, form)
+    assert refused.status_code == 200 and "is not a time zone" in refused.content.decode()
+    assert not FreezeWindow.objects.exists()
+    assert admin_client.post(add, {**form, "timezone": "Europe/Berlin"}).status_code == 302
+    window = FreezeWindow.objects.get()
+    assert (window.weekdays, window.timezone) == ([4, 5], "Europe/Berlin")
+    entry = AuditEntry.objects.get(action="freeze_window.create", outcome="ok")
+    assert entry.via == "admin"
+    listing = admin_client.get(reverse("admin:environments_freezewindow_changelist")).content.decode()
+    assert "weekly, Fri, Sat 22:00 → 06:00 (next day) Europe/Berlin" in listing
+    delete = reverse("admin:environments_freezewindow_delete", args=[window.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert AuditEntry.objects.filter(action="freeze_window.delete", via="admin", outcome="ok").exists()
+
+
+def test_overrides_are_read_only_in_the_admin(admin_client, frozen_dev, dev_web, maintainer):
+    from django.urls import reverse
+
+    made = freeze.gate_person_change(resource=dev_web, actor=maintainer, to_digest=digest(2), override="hotfix")
+    listing = admin_client.get(reverse("admin:environments_freezeoverride_changelist")).content.decode()
+    assert "hotfix" in listing
+    assert admin_client.get(reverse("admin:environments_freezeoverride_add")).status_code == 403
+    page = admin_client.post(reverse("admin:environments_freezeoverride_change", args=[made.pk]), {"reason": "x"})
+    assert page.status_code == 403
+    made.refresh_from_db()
+    assert made.reason == "hotfix"
+
+
+def test_the_environment_admin_sets_the_approval_settings(admin_client, dev):
+    from django.urls import reverse
+
+    change = reverse("admin:environments_environment_change", args=[dev.pk])
+    assert "required_approvals" in admin_client.get(change).content.decode()
+    assert "required_approvals" not in admin_client.get(reverse("admin:environments_environment_add")).content.decode()
+    response = admin_client.post(change, {"project": dev.project_id, "name": "dev", "slug": "dev",
+                                          "cluster": dev.cluster_id, "namespace": dev.namespace, "position": 0,
+                                          "required_approvals": 2, "approve_automatic": "on"})
+    assert response.status_code == 302
+    dev.refresh_from_db()
+    assert (dev.required_approvals, dev.approve_automatic) == (2, True)
+    refused = admin_client.post(change, {"project": dev.project_id, "name": "dev", "slug": "dev",
+                                         "cluster": dev.cluster_id, "namespace": dev.namespace, "position": 0,
+                                         "required_approvals": 11})
+    assert refused.status_code == 200 and "less than or equal to 10" in refused.content.decode()

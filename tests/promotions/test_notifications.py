@@ -30,7 +30,7 @@ from environments.models import Phase, Resource
 from projects.models import AuditEntry
 from promotions import notifications, reconcile, rollout
 from promotions.models import ProjectWebhook, Promotion, WebhookDelivery
-from tests.fixtures.domain import digest
+from tests.fixtures.domain import cooldown_over, digest
 
 pytestmark = pytest.mark.django_db
 
@@ -197,7 +197,10 @@ def test_slack_text_is_escaped(slack, receiver, project):
     ("promotion.rolled_back", {}, "shop/prod web is rolling back to {d1} after {d0} failed"),
     ("approval.requested", {"reason": "", "request_id": 3}, "shop/prod web: ana asks for approval to promote {d1}"),
     ("approval.approved", {}, "shop/prod web: ana approved {d1}"),
+    ("approval.approved", {"approvals": 1, "required": 2}, "shop/prod web: ana approved {d1} (1 of 2 approvals)"),
     ("freeze.started", {"resource": None, "digest": "", "reason": "release week"}, "shop/prod is frozen: release week"),
+    ("freeze.started", {"resource": None, "digest": "", "until": "2026-11-30T05:00:00Z", "windows": ["Black Friday"]},
+     "shop/prod is frozen until 2026-11-30 05:00 UTC (Black Friday)"),
     ("freeze.ended", {"resource": None, "digest": ""}, "shop/prod is no longer frozen"),
 ])
 def test_every_event_has_a_sentence(project, event, data, text):
@@ -240,7 +243,10 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_six_attempts(hook, rece
     receiver.script = [(503, {})] * 10
     announce(project)
     delivery = WebhookDelivery.objects.get()
-    outcomes = [attempt(django_capture_on_commit_callbacks, delivery, n) for n in range(1, 7)]
+    outcomes = []
+    for n in range(1, 7):
+        cooldown_over()  # the retries come 10 s to 5 min apart: the host's breaker lets each one probe
+        outcomes.append(attempt(django_capture_on_commit_callbacks, delivery, n))
     assert outcomes == ["retrying"] * 5 + ["failed"]
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.attempts == 6
@@ -269,6 +275,65 @@ def test_retry_after_is_honoured_up_to_ten_minutes(hook, receiver, project, djan
     attempt(django_capture_on_commit_callbacks, delivery, 2)
     delivery.refresh_from_db()
     assert timedelta(seconds=590) < delivery.next_attempt_at - timezone.now() <= timedelta(seconds=600)
+
+
+def test_a_dead_host_is_not_called_again_until_its_breaker_lets_a_probe_through(project, black_hole, monkeypatch,
+                                                                                django_capture_on_commit_callbacks):
+    monkeypatch.setattr(notifications, "READ_TIMEOUT_S", 0.2)
+    hook = notifications.webhook_create(project=project, name="hole", url=f"http://{black_hole.host}/", secret=SECRET)
+    for n in range(4):
+        announce(project, promotion_id=n)
+    first, second, third, fourth = hook.deliveries.order_by("id")
+    for delivery in (first, second, third):
+        assert attempt(django_capture_on_commit_callbacks, delivery, 1) == "retrying"
+    assert black_hole.accepted == 3
+    # Three failures in a row opened the host's breaker: the next delivery waits, and isn't counted.
+    assert attempt(django_capture_on_commit_callbacks, fourth, 1) == "deferred"
+    assert black_hole.accepted == 3
+    fourth.refresh_from_db()
+    assert (fourth.status, fourth.attempts) == ("queued", 0) and fourth.next_attempt_at > timezone.now()
+    assert Schedule.objects.filter(func="promotions.notifications.deliver", args=f"({fourth.pk}, 1)").exists()
+    cooldown_over()
+    assert attempt(django_capture_on_commit_callbacks, fourth, 1) == "retrying"  # the probe
+    assert black_hole.accepted == 4
+
+
+def test_at_most_two_deliveries_are_in_flight_so_workers_stay_free_for_promotions(hook, receiver, project,
+                                                                                 django_capture_on_commit_callbacks):
+    from promotions import guard
+
+    held = [guard.take_slot(notifications.SLOTS_KEY, notifications.SLOTS, lease_s=30, label="x") for _ in range(2)]
+    announce(project)
+    delivery = WebhookDelivery.objects.get()
+    assert attempt(django_capture_on_commit_callbacks, delivery, 1) == "deferred"
+    assert receiver.requests == []
+    guard.give_back(notifications.SLOTS_KEY, *held[0])
+    assert attempt(django_capture_on_commit_callbacks, delivery, 1) == "delivered"
+
+
+def test_a_delivery_held_back_for_an_hour_is_given_up(hook, receiver, project, django_capture_on_commit_callbacks):
+    from promotions import guard
+
+    guard.take_slot(notifications.SLOTS_KEY, 1, lease_s=30, label="x")
+    guard.take_slot(notifications.SLOTS_KEY, 2, lease_s=30, label="x")
+    announce(project)
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    assert attempt(django_capture_on_commit_callbacks, delivery, 1) == "failed"
+    delivery.refresh_from_db()
+    assert delivery.last_error.startswith("not sent: notifications already has 2 calls")
+
+
+def test_the_url_never_reaches_the_logs(project, receiver, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    receiver.script = [(500, {})]
+    hook = notifications.webhook_create(project=project, name="slack", format="slack",
+                                        url=receiver.url.replace("/hooks/hoist", "/services/T0/B0/credential-123"))
+    notifications.deliver(notifications.webhook_test(webhook=hook).pk, 1)
+    assert receiver.requests[0]["path"] == "/services/T0/B0/credential-123"
+    assert caplog.records and "credential-123" not in caplog.text
 
 
 def test_a_redirect_is_not_followed(hook, receiver, project):
@@ -548,3 +613,17 @@ def test_the_admin_lists_adds_and_tests_webhooks_through_the_services(admin_clie
     assert "Test notifications queued: 2." in response.content.decode()
     assert WebhookDelivery.objects.filter(event="test").count() == 2
     assert admin_client.get(reverse("admin:promotions_webhookdelivery_changelist")).status_code == 200
+
+
+def test_the_readme_verifier_accepts_hoists_signature_and_refuses_the_rest():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Notifications"):readme.index("## Performance")]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    namespace: dict = {}
+    exec(code[:code.index("```")], namespace)
+    body = b'{"event": "test"}'
+    assert namespace["verify"](SECRET, body, notifications.signature(SECRET, body))
+    assert not namespace["verify"](SECRET, body + b"x", notifications.signature(SECRET, body))
+    assert not namespace["verify"](SECRET, body, notifications.signature(SECRET, body, int(time.time()) - 600))

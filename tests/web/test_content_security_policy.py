@@ -40,6 +40,7 @@ def test_the_sign_in_pages_carry_the_policy(client, db, url):
     "/", "/projects/shop/", "/projects/shop/promotions/", "/projects/shop/envs/dev/", "/projects/shop/envs/dev/new-resource/",
     "/projects/shop/envs/dev/resources/web/", "/projects/shop/envs/dev/resources/web/edit/", "/tokens/",
     "/admin/", "/admin/environments/resource/", "/admin/environments/cluster/add/", "/api/docs/",
+    "/projects/shop/notifications/", "/admin/promotions/projectwebhook/add/",
 ])
 def test_every_page_carries_the_strict_policy(superuser_client, dev_web, url):
     response = superuser_client.get(url)
