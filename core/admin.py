@@ -37,6 +37,23 @@ def run_for_each(modeladmin, request, queryset, service, done: str, key=lambda o
         modeladmin.message_user(request, f"{done}: {ok}.", messages.SUCCESS)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records Hoist writes itself (the audit trail, tag watches, keep tags, deliveries,
+    freeze overrides): operators look at them here, nobody adds, edits or deletes them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ServiceAdmin(admin.ModelAdmin):
     """A ModelAdmin whose writes all go through service functions.
 

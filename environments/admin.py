@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 
-from core.admin import ServiceAdmin, ServiceForm, error_text, run_for_each
+from core.admin import ReadOnlyAdmin, ServiceAdmin, ServiceForm, error_text, run_for_each
 
 from . import rules, selectors, services
 from .models import Artifact, ChangeRequest, Cluster, EnvVar, Environment, RegistryHost, Resource, SourceType, TagWatch
@@ -183,21 +183,12 @@ class RegistryHostAdmin(ServiceAdmin):
 
 
 @admin.register(TagWatch)
-class TagWatchAdmin(admin.ModelAdmin):
+class TagWatchAdmin(ReadOnlyAdmin):
     """What the tag watcher checks (read-only: the watches follow the resources)."""
 
     list_display = ["__str__", "digest_short", "checked_at", "changed_at", "next_check_at", "checks", "last_error"]
     list_filter = ["host"]
     search_fields = ["repository", "tag"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Digest")
     def digest_short(self, obj):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from core.admin import ServiceAdmin, ServiceForm
+from core.admin import ReadOnlyAdmin, ServiceAdmin, ServiceForm
 
 from . import freeze
 from .admin import EnvironmentAdmin, EnvironmentForm
@@ -105,22 +105,13 @@ class FreezeWindowAdmin(ServiceAdmin):
 
 
 @admin.register(FreezeOverride)
-class FreezeOverrideAdmin(admin.ModelAdmin):
+class FreezeOverrideAdmin(ReadOnlyAdmin):
     """Changes maintainers let in during a freeze, with their reasons (read-only: the audit trail's)."""
 
     list_display = ["resource", "digest_short", "reason", "actor", "created_at"]
     list_filter = ["resource__environment__project"]
     search_fields = ["resource__name", "digest", "reason"]
     list_select_related = ["resource__environment__project", "actor"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Digest")
     def digest_short(self, obj):

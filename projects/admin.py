@@ -7,7 +7,7 @@ from django.db.models import Count
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from core.admin import ServiceAdmin, ServiceForm, run_for_each
+from core.admin import ReadOnlyAdmin, ServiceAdmin, ServiceForm, run_for_each
 
 from . import services
 from .models import ApiToken, AuditEntry, Membership, Project
@@ -204,7 +204,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """The audit trail, read-only."""
 
     list_display = ["created_at", "actor_label", "action", "outcome", "target_repr", "project", "via", "ip", "token"]
@@ -212,15 +212,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["actor_label", "target_repr", "action", "ip", "message"]
     list_select_related = ["project", "token"]
     date_hierarchy = "created_at"
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from core.admin import run_for_each
+from core.admin import ReadOnlyAdmin, run_for_each
 from environments import services
 from environments.models import Keep
 
@@ -49,25 +49,13 @@ class PromotionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Keep)
-class KeepAdmin(admin.ModelAdmin):
+class KeepAdmin(ReadOnlyAdmin):
     """Keep tags (promotions/keeping.py): read-only, the schedule and every change write them."""
 
     list_display = ["repository", "short_digest", "state", "children_count", "detail", "kept_at", "released_at", "checked_at"]
     list_filter = ["state"]
     search_fields = ["repository", "digest", "tag", "detail"]
     date_hierarchy = "created_at"
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Digest", ordering="digest")
     def short_digest(self, obj):

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from core.admin import ServiceAdmin, ServiceForm, run_for_each
+from core.admin import ReadOnlyAdmin, ServiceAdmin, ServiceForm, run_for_each
 
 from . import notifications
 from .models import ProjectWebhook, WebhookDelivery
@@ -121,7 +121,7 @@ class ProjectWebhookAdmin(ServiceAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """The delivery log: read-only (deliveries are made by events and the Send test action)."""
 
     list_display = ["id", "webhook", "project", "event", "status", "attempts", "response_code", "created_at",
@@ -130,18 +130,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     search_fields = ["event", "last_error", "webhook__name"]
     list_select_related = ["webhook__project"]
     date_hierarchy = "created_at"
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Project", ordering="webhook__project__slug")
     def project(self, obj):
