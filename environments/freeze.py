@@ -201,12 +201,14 @@ def sentence(environment: Environment, frozen: Freeze) -> str:
     return f"{environment.name} is frozen until {when(frozen.until)}{names}"
 
 
-def gate_person_change(*, resource: Resource, actor, to_digest: str, override: str = "") -> FreezeOverride | None:
+def gate_person_change(*, resource: Resource, actor, to_digest: str, override: str = "",
+                       validate_only: bool = False) -> FreezeOverride | None:
     """A person is changing what `resource` runs (to `to_digest`, "" if not known yet).
 
     Not frozen: None. Frozen: refused unless a maintainer gives a reason (`override`), which
     is recorded as a FreezeOverride (returned; the caller's audit entry names its reason).
-    Runs inside the caller's write (its transaction and audit entry).
+    Runs inside the caller's write (its transaction and audit entry). `validate_only`: the
+    same checks, nothing recorded (a form's preview).
     """
     environment = resource.environment
     frozen = current(environment)
@@ -223,6 +225,8 @@ def gate_person_change(*, resource: Resource, actor, to_digest: str, override: s
             "can override a freeze."]})
     if len(reason) > MAX_REASON:
         raise ValidationError({"freeze_override": [f"Keep the reason under {MAX_REASON} characters."]})
+    if validate_only:
+        return None
     return FreezeOverride.objects.create(resource=resource, digest=to_digest or "", reason=reason, actor=user)
 
 

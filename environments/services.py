@@ -811,15 +811,8 @@ def reconcile_request(*, resource: Resource, actor=None) -> None:
 
 def _freeze_gate(resource: Resource, source: dict, actor, override: str, entry, *, validate_only: bool) -> None:
     """During a freeze a person's change of what runs needs a maintainer's override (recorded)."""
-    if validate_only:
-        frozen = freeze.current(resource.environment)
-        if frozen is not None and not override.strip():
-            raise ValidationError({"freeze_override": [
-                f"{resource.environment.name} is frozen until {frozen.until:%Y-%m-%d %H:%M} UTC; "
-                "a maintainer can override with a reason."]})
-        return
     made = freeze.gate_person_change(resource=resource, actor=actor, to_digest=_prospective_digest(resource, source),
-                                     override=override)
+                                     override=override, validate_only=validate_only)
     if made is not None:
         entry.describe(changes={"freeze_override": made.reason})
 

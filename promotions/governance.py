@@ -38,9 +38,7 @@ def hold(resource: Resource, digest: str, reason: str) -> Hold | None:
         return None
     frozen = freeze.holds(resource, digest)
     if frozen is not None:
-        names = ", ".join(frozen.names)
-        return Hold(f"{resource.environment.name} is frozen until {frozen.until:%Y-%m-%d %H:%M} UTC"
-                    f"{f' ({names})' if names else ''}: {digest[:19]}… waits for the thaw", frozen.until)
+        return Hold(f"{freeze.sentence(resource.environment, frozen)}: {digest[:19]}… waits for the thaw", frozen.until)
     environment = resource.environment
     automatic = resource.source_type == SourceType.PROMOTE and resource.binding == Binding.TRACK_LATEST
     if not (automatic and environment.approve_automatic and environment.required_approvals):
