@@ -237,7 +237,7 @@ def test_source_resources_are_the_deployments_with_what_they_run(maintainer_clie
     post(maintainer_client, "source", source_type="promote")
     body = html(post(maintainer_client, "source_env", hx=True, source_env=upstream.environment.pk))
     assert re.findall(r'name="promote_from" value="(\d+)"', body) == [str(upstream.pk)]  # not the cronjob
-    assert digest(2)[7:19] in body and "ago" in body
+    assert digest(2)[7:19] in body and "just now" in body
 
 
 def test_source_resource_must_be_chosen(maintainer_client, upstream):
