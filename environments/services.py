@@ -670,15 +670,23 @@ def resource_update(
         if plan["env"] is not None:
             _write_env(locked, plan["env"], replace=True)
         _source_changed(locked, previous_source=previous, source_changed=plan["source_changed"], actor=actor,
-                        change_request=approved)
+                        change_request=approved, kind=approved.kind if approved is not None else request_kind)
         entry.describe(target=locked, before=before, after=_resource_summary(locked))
     resource.refresh_from_db()
     resource.change_request = request
     return resource
 
 
+def _person_reason(binding: str, kind: str = "") -> str:
+    """The reason the engine records for a person's change of a promoted resource's source: the
+    one-click promote (`kind` promote, also once approved) is its own, not a pin edit."""
+    if kind == ChangeRequest.Kind.PROMOTE:
+        return ChangeReason.PROMOTE
+    return ChangeReason.PIN_EDIT if binding == Binding.PIN_DIGEST else ChangeReason.TRACK_LATEST
+
+
 def _source_changed(resource: Resource, *, previous_source: dict, source_changed: bool, actor,
-                    change_request: ChangeRequest | None = None) -> None:
+                    change_request: ChangeRequest | None = None, kind: str = "") -> None:
     if not source_changed:
         _changed(resource, reason="", actor=actor)  # config only: same image, new spec
         return
@@ -695,7 +703,7 @@ def _source_changed(resource: Resource, *, previous_source: dict, source_changed
         Resource.objects.filter(pk=resource.pk).update(artifact_floor=resource.artifact_seq)
         _changed(resource, reason="", actor=actor)
         return
-    reason = ChangeReason.PIN_EDIT if resource.binding == Binding.PIN_DIGEST else ChangeReason.TRACK_LATEST
+    reason = _person_reason(resource.binding, kind)
     digest, artifact = desired_source(resource)
     _changed(resource, reason=reason, to_digest=digest, artifact=artifact, actor=actor, change_request=change_request)
 
@@ -859,7 +867,7 @@ def _request_change(resource: Resource, source: dict, kind: str, actor) -> Chang
         to_digest=_prospective_digest(resource, source), required=resource.environment.required_approvals,
         requested_by=_actor_user(actor),
     )
-    reason = ChangeReason.PIN_EDIT if source.get("binding") == Binding.PIN_DIGEST else ChangeReason.TRACK_LATEST
+    reason = _person_reason(source.get("binding"), kind)
     signals.change_requested.send(sender=ChangeRequest, request=request, reason=reason, actor=actor)
     _announce(request, "approval.requested", actor)
     return request

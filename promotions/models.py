@@ -1,8 +1,68 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Case, F, Q, Value, When
 
 from environments.fields import EncryptedTextField
-from environments.models import Artifact, ChangeReason, Resource
+from environments.models import Artifact, ChangeReason, ChangeRequest, Resource
+
+# What caused a promotion, as the history, its CSV and the API say it: the reason the change was
+# made with, or `approval` for a change that went ahead once its approvals were in.
+Cause = models.TextChoices("Cause", [(r.name, (r.value, r.label)) for r in ChangeReason]
+                           + [("APPROVAL", ("approval", "Approval"))])
+
+# A change request in one of these states was approved: its promotion's cause is `approval`.
+APPROVED_REQUEST = (ChangeRequest.Status.APPROVED, ChangeRequest.Status.APPLIED)
+
+
+@dataclass(frozen=True)
+class Duration:
+    """How long a promotion took, timed from what started it (`start`).
+
+    `publish`: the image's first publish in the project (publish, track latest: Hoist moved
+    by itself). `requested`: when a person asked (pin edit, promote, a resource created, a
+    switch to track latest). `approved`: when the last approval came in (a change that
+    waited for approvals). `detected`: when Hoist found the drift or the failed rollout it
+    rolled back from (it applies at once, so this is mostly the time to healthy).
+    """
+
+    start: str
+    applied_s: float | None
+    healthy_s: float | None
+
+    STARTS = ("publish", "requested", "approved", "detected")
+
+    @property
+    def applied_label(self) -> str:
+        return f"{self.start} → applied"
+
+    @property
+    def healthy_label(self) -> str:
+        return f"{self.start} → healthy"
+
+
+def _between(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+class PromotionQuerySet(models.QuerySet):
+    def with_cause(self) -> PromotionQuerySet:
+        """Each promotion's cause (`annotated_cause`) and, for an approval, when it was approved
+        (`annotated_approved_at`): the one rule the history page, its filter, the CSV and the API
+        share (`Promotion.cause` reads it)."""
+        approved = Q(change_request__status__in=APPROVED_REQUEST)
+        return self.annotate(
+            annotated_cause=Case(When(approved, then=Value(Cause.APPROVAL.value)), default=F("reason"),
+                                 output_field=models.CharField()),
+            annotated_approved_at=Case(When(approved, then=F("change_request__decided_at")), default=None,
+                                       output_field=models.DateTimeField()),
+        )
 
 
 class Promotion(models.Model):
@@ -16,6 +76,7 @@ class Promotion(models.Model):
     """
 
     Reason = ChangeReason
+    Cause = Cause
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -51,6 +112,8 @@ class Promotion(models.Model):
     latency_s = models.FloatField(null=True, blank=True)
     healthy_latency_s = models.FloatField(null=True, blank=True)
 
+    objects = PromotionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-queued_at", "-id"]
         indexes = [models.Index(fields=["resource", "-queued_at"]), models.Index(fields=["status"])]
@@ -63,6 +126,41 @@ class Promotion(models.Model):
         if self.actor_id:
             return str(self.actor)
         return self.actor_label or "Hoist"
+
+    @property
+    def cause(self) -> str:
+        """What caused it (a `Cause` value): `with_cause()` decides; a promotion loaded without
+        it asks its change request (a query), by the same rule."""
+        if "annotated_cause" in self.__dict__:
+            return self.annotated_cause
+        approved = self.change_request_id is not None and self.change_request.status in APPROVED_REQUEST
+        return Cause.APPROVAL.value if approved else self.reason
+
+    @property
+    def cause_label(self) -> str:
+        return Cause(self.cause).label
+
+    @property
+    def approved_at(self) -> datetime | None:
+        if "annotated_approved_at" in self.__dict__:
+            return self.annotated_approved_at
+        return self.change_request.decided_at if self.cause == Cause.APPROVAL else None
+
+    @property
+    def duration(self) -> Duration:
+        """The time that matters for its cause (see `Duration`): an automatic promotion from the
+        publish (the engine's `latency_s`, `healthy_latency_s`), anything else from the moment
+        that started it, never from an older publish nor counting a person's think time."""
+        cause = self.cause
+        if cause == Cause.PUBLISH or (cause == Cause.TRACK_LATEST and not self.actor_id):
+            return Duration("publish", self.latency_s, self.healthy_latency_s)
+        if cause == Cause.APPROVAL and self.approved_at is not None:
+            start, at = "approved", self.approved_at
+        elif cause in (Cause.DRIFT, Cause.ROLLBACK):
+            start, at = "detected", self.queued_at
+        else:
+            start, at = "requested", self.queued_at
+        return Duration(start, _between(at, self.applied_at), _between(at, self.healthy_at))
 
 
 class ObserverLease(models.Model):

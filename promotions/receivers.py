@@ -23,7 +23,7 @@ def record_change(*, resource: Resource, reason: str, to_digest: str = "", artif
     """Queue a Promotion for a known new target digest and ask for a reconcile."""
     queue.enqueue_reconcile(resource.pk)
     watching.ensure(resource)  # a tag it now follows is watched from now on
-    if reason == ChangeReason.PIN_EDIT:
+    if reason in (ChangeReason.PIN_EDIT, ChangeReason.PROMOTE):
         queue.enqueue_keep(resource.pk, resource.current_image)  # keep tags: the pinned digest, where it is there already
     if not to_digest or to_digest == resource.current_digest:
         return None  # nothing will change what runs (unknown yet, config only, or a rebuild of the same bytes)

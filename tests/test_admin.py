@@ -188,7 +188,7 @@ def test_admin_action_promotes_to_the_upstreams_current(admin_client, world):
     assert "Promoted: 1." in response.content.decode()
     prod_web.refresh_from_db()
     assert prod_web.pinned_digest == digest(1)
-    assert Promotion.objects.filter(resource=prod_web, reason="pin_edit", to_digest=digest(1)).exists()
+    assert Promotion.objects.filter(resource=prod_web, reason="promote", to_digest=digest(1)).exists()
 
 
 def test_a_staff_user_outside_the_project_cannot_change_it(client, world, make_user):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from promotions.models import Promotion
+from promotions.models import Duration, Promotion
 
 
 class PromotionSerializer(serializers.ModelSerializer):
@@ -9,11 +9,28 @@ class PromotionSerializer(serializers.ModelSerializer):
     from_digest = serializers.SerializerMethodField()
     actor = serializers.CharField(source="who", help_text="The user who asked, or what did (e.g. Hoist, a webhook).")
     artifact_sequence = serializers.IntegerField(source="artifact.sequence", allow_null=True, default=None)
+    cause = serializers.ChoiceField(
+        choices=Promotion.Cause.choices, read_only=True,
+        help_text="What caused it: `reason`, except `approval` for a change applied after its approvals.")
+    duration_from = serializers.ChoiceField(
+        source="duration.start", choices=Duration.STARTS, read_only=True,
+        help_text="What `applied_seconds` and `healthy_seconds` count from: `publish` (publish, track latest), "
+                  "`requested` (a person's change), `approved` (the last approval), `detected` (drift, rollback).")
+    applied_seconds = serializers.FloatField(source="duration.applied_s", read_only=True, allow_null=True,
+                                             help_text="Seconds from `duration_from` to applied (null: not applied).")
+    healthy_seconds = serializers.FloatField(source="duration.healthy_s", read_only=True, allow_null=True,
+                                             help_text="Seconds from `duration_from` to healthy (null: not healthy).")
 
     class Meta:
         model = Promotion
-        fields = ["id", "environment", "resource", "from_digest", "to_digest", "reason", "status", "error", "attempts",
-                  "actor", "artifact_sequence", "queued_at", "applied_at", "latency_s", "healthy_at", "healthy_latency_s"]
+        fields = ["id", "environment", "resource", "from_digest", "to_digest", "reason", "cause", "status", "error",
+                  "attempts", "actor", "artifact_sequence", "queued_at", "applied_at", "healthy_at", "duration_from",
+                  "applied_seconds", "healthy_seconds", "latency_s", "healthy_latency_s"]
+        extra_kwargs = {
+            "latency_s": {"help_text": "Seconds from the image's first publish in the project to applied, whatever the "
+                                       "cause (for a person's change it counts their think time: see applied_seconds)."},
+            "healthy_latency_s": {"help_text": "Seconds from the image's first publish in the project to healthy."},
+        }
 
     def get_from_digest(self, promotion) -> str | None:
         return promotion.from_digest or None

@@ -16,10 +16,11 @@ from environments.api.views import EnvironmentScopedViewSet
 from environments.models import Artifact
 from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, ProjectScopedViewSet
 from promotions import publishing
+from promotions import selectors as promotion_selectors
 from promotions.models import Promotion
 from promotions.registry import RegistryError
 
-from .filters import PromotionFilter
+from .filters import ProjectFilterBackend, PromotionFilter
 from .serializers import PromotionSerializer, QueuedPublishSerializer
 
 RELATED = ("resource__environment", "actor", "artifact")
@@ -28,20 +29,20 @@ RELATED = ("resource__environment", "actor", "artifact")
 @extend_schema(tags=["promotions"], parameters=[PROJECT_PARAM])
 @extend_schema_view(retrieve=extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)]))
 class ProjectPromotionViewSet(ProjectScopedViewSet):
-    """Every promotion in the project, newest first; filter by environment, resource, status, reason, time."""
+    """Every promotion in the project, newest first, with its cause and the duration that fits it;
+    filtered as the history page filters (environment, resource, cause, status, who, days), and by
+    reason and time. A name not in the project, a bad date or `date_from` after `date_to` is a 400
+    on that parameter."""
 
     serializer_class = PromotionSerializer
     filterset_class = PromotionFilter
+    filter_backends = [ProjectFilterBackend]
     queryset = Promotion.objects.none()
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Promotion.objects.none()
-        return (
-            Promotion.objects.filter(resource__environment__project=self.project)
-            .select_related(*RELATED)
-            .order_by("-queued_at", "-id")
-        )
+        return promotion_selectors.project_promotions(self.project).select_related("artifact")
 
     def list(self, request, project):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -61,7 +62,7 @@ class ResourcePromotionViewSet(EnvironmentScopedViewSet):
     queryset = Promotion.objects.none()
 
     def list(self, request, project, environment, resource):
-        promotions = self.get_resource().promotions.select_related(*RELATED).order_by("-queued_at", "-id")
+        promotions = promotion_selectors.resource_promotions(self.get_resource()).select_related(*RELATED)
         page = self.paginate_queryset(promotions)
         return self.get_paginated_response(PromotionSerializer(page, many=True).data)
 

@@ -164,7 +164,8 @@ def test_create_a_pinned_resource_promote_edit_the_pin_and_read_history(page, li
     expect(history).to_contain_text("Pin edited")
     expect(history).to_contain_text("maintainer")
     page.shots("12-project-history")
-    assert Promotion.objects.filter(resource=prod_web, reason="pin_edit").count() == 2
+    assert Promotion.objects.filter(resource=prod_web, reason="pin_edit").count() == 1
+    assert Promotion.objects.filter(resource=prod_web, reason="promote").count() == 1  # the one-click promote
 
 
 def test_create_a_track_latest_resource(page, live_server, world):

@@ -1,12 +1,14 @@
-"""Pages: a project's promotion history, and the one-click promote."""
+"""Pages: a project's promotion history (and its CSV), and the one-click promote."""
 
 from __future__ import annotations
+
+import csv
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,22 +19,56 @@ from environments import freeze, selectors, services
 from environments.models import Resource, SourceType
 from projects.permissions import check_access_pin
 from projects.selectors import project_access
+from promotions import history
 from promotions import selectors as promotion_selectors
 
 from .common import require
+from .graph import graph_context
 from .projects import pipeline_context
 
 HISTORY_PAGE_SIZE = 50
 
 
+def _history(access, params) -> history.PromotionFilter:
+    return history.PromotionFilter(params, queryset=promotion_selectors.project_promotions(access.project),
+                                   project=access.project)
+
+
 @login_required
 def project_promotions(request, project):
+    """The history, filtered (a GET form) and paged on the server; the filters ride along in
+    the page links, the live refresh and the CSV link. With HTMX the form swaps only `#history`
+    (its field errors come along out of band)."""
     access = project_access(request.user, project)
-    page = Paginator(promotion_selectors.project_promotions(access.project), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"project": access.project, "access": access, "page": page, "promotions": page.object_list}
+    filters = _history(access, history.page_data(request.GET))
+    page = Paginator(filters.qs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"project": access.project, "access": access, "page": page, "promotions": page.object_list,
+               "form": filters.form, "query": filters.query(), "page_filters": history.PAGE_FILTERS}
     if wants_fragment(request, "history"):
-        return render(request, "promotions/htmx/project_promotions_table.html", context)
-    return render(request, "promotions/project_promotions.html", context)
+        return render(request, "promotions/htmx/project_promotions_table.html", {**context, "fragment": True})
+    return render(request, "promotions/project_promotions.html", {**context, **history.filter_choices(access.project)})
+
+
+class _Echo:
+    """csv.writer writes a row to this and gets the line back, to stream it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+def project_promotions_csv(request, project):
+    """The filtered history as CSV, every page of it, streamed (who may read the page may read this)."""
+    access = project_access(request.user, project)
+    filters = _history(access, request.GET)
+    if not filters.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in filters.errors.items())
+        return HttpResponse(f"Bad filters: {problems}\n", status=400, content_type="text/plain; charset=utf-8")
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse((writer.writerow(row) for row in history.csv_rows(filters.qs)),
+                                     content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{access.project.slug}-promotions.csv"'
+    return response
 
 
 def _resource(access, env, name) -> Resource:
@@ -49,9 +85,9 @@ def _resource(access, env, name) -> Resource:
 def resource_promote(request, project, env, name):
     """Pin a promoted resource to its upstream's current digest.
 
-    GET asks for confirmation (the no-JavaScript path); the pipeline's button
-    posts directly after `hx-confirm`. Answers the pipeline's HTMX post with
-    the refreshed pipeline, anything else with a redirect.
+    GET asks for confirmation (the no-JavaScript path); the pipeline's and the
+    graph's buttons post directly after `hx-confirm`. Answers their HTMX posts
+    with the refreshed pipeline or graph, anything else with a redirect.
     """
     access = project_access(request.user, project)
     resource = _resource(access, env, name)
@@ -88,6 +124,8 @@ def resource_promote(request, project, env, name):
 
     if wants_fragment(request, "pipeline"):
         return render(request, "projects/htmx/project_detail_pipeline.html", pipeline_context(access, promote_error=error))
+    if wants_fragment(request, "graph"):  # the graph's button: the refreshed graph
+        return render(request, "projects/htmx/project_graph.html", graph_context(access, promote_error=error))
     if error:
         messages.error(request, error)
     target = next_url or resource_url
