@@ -145,6 +145,7 @@ class ChangeReason(models.TextChoices):
     PUBLISH = "publish", "Publish"
     TRACK_LATEST = "track_latest", "Track latest"
     PIN_EDIT = "pin_edit", "Pin edited"
+    PROMOTE = "promote", "Promoted"  # the one-click promote: pinned to what the upstream runs now
     ROLLBACK = "rollback", "Rollback"
     CREATE = "create", "Resource created"
     DRIFT = "drift", "Drift corrected"
@@ -269,17 +270,11 @@ class Resource(models.Model):
 
     @property
     def rollout(self) -> dict:
-        """Desired vs running as the pages, the API and the admin show it: state, ready/total, a summary."""
-        state = {Phase.PROGRESSING: "rolling_out", Phase.READY: "healthy", Phase.FAILED: "failed",
-                 Phase.WAITING: "waiting"}.get(self.phase, "pending")
-        total = self.rollout_total or self.replicas
-        if state == "rolling_out":
-            summary = f"rolling out {self.rollout_ready}/{total}"
-        elif state == "failed":
-            summary = f"failed: {self.message}"
-        else:
-            summary = state
-        return {"state": state, "ready": self.rollout_ready, "total": total, "summary": summary}
+        """Desired vs running as the API's `status.rollout` and the admin show it: state, ready/total, a
+        summary. Decided by `environments.display`, as every page's status is."""
+        from .display import rollout_summary
+
+        return rollout_summary(self)
 
     @property
     def behind_running(self) -> bool:

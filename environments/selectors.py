@@ -102,9 +102,14 @@ def with_status(resources):
             default=Coalesce(Subquery(newer, output_field=IntegerField()), Value(0)),
             output_field=IntegerField(),
         ),
-        # A change of what runs waits for maintainers' approvals.
-        awaiting_approval=Exists(ChangeRequest.objects.filter(resource=OuterRef("pk"), status=ChangeRequest.Status.AWAITING)),
+        awaiting_approval=awaiting_approval(),
     )
+
+
+def awaiting_approval():
+    """An annotation: a change of what the resource runs waits for maintainers' approvals
+    (what `environments.display` reads, with `with_status` or alone, as the API does)."""
+    return Exists(ChangeRequest.objects.filter(resource=OuterRef("pk"), status=ChangeRequest.Status.AWAITING))
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from environments import freeze, keeps, selectors
+from environments import display, freeze, keeps, selectors
 from environments.fields import mask
 from environments.models import (Artifact, Binding, Cluster, Environment, Follow, Keep, Kind, Phase, RegistryHost,
                                  Resource, SourceType)
@@ -276,6 +276,15 @@ class ProtectionSerializer(serializers.Serializer):
     kept_at = serializers.DateTimeField(allow_null=True)
 
 
+class DisplaySerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=display.STATES, help_text=(
+        "What the status reads as, decided as the pages decide it: retrying (the last reconcile failed and is "
+        "tried again), failed, rolling_out, frozen, awaiting_approval, waiting, healthy or pending."))
+    label = serializers.CharField(help_text='The words the pages show, e.g. "Healthy", "rolling out 2/3", "Retrying in 12 s".')
+    tone = serializers.ChoiceField(choices=display.TONES, help_text="How it is coloured: ok, info, warn, error or muted.")
+    detail = serializers.CharField(help_text="Why, in full (a registry or cluster error, what it waits for); \"\" when the label says it all.")
+
+
 class StatusSerializer(serializers.Serializer):
     digest = serializers.CharField(allow_null=True, help_text="The digest Hoist applied (desired; it may still be rolling out).")
     image = serializers.CharField(allow_null=True, help_text="The image reference written to the cluster.")
@@ -283,6 +292,7 @@ class StatusSerializer(serializers.Serializer):
     healthy_at = serializers.DateTimeField(allow_null=True, help_text="When that digest became healthy.")
     failed_digest = serializers.CharField(allow_null=True, help_text="A digest whose rollout failed: not applied again by itself.")
     rollout = RolloutSerializer()
+    display = DisplaySerializer(help_text="The one status the pipeline, the graph and the resource page show.")
     phase = serializers.ChoiceField(choices=Phase.choices)
     message = serializers.CharField()
     reconciled_at = serializers.DateTimeField(allow_null=True)
@@ -344,6 +354,7 @@ class ResourceSerializer(serializers.Serializer):
             "healthy_at": when(resource.healthy_at) if resource.healthy_at else None,
             "failed_digest": resource.failed_digest or None,
             "rollout": resource.rollout,
+            "display": display.display_state(resource).as_dict(),
             "phase": resource.phase,
             "message": resource.message,
             "reconciled_at": when(resource.reconciled_at) if resource.reconciled_at else None,

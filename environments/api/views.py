@@ -252,6 +252,7 @@ class EnvironmentScopedViewSet(ProjectScopedViewSet):
             Resource.objects.filter(environment=self.environment)
             .select_related("environment", "promote_from__environment")
             .prefetch_related("env_vars")
+            .annotate(awaiting_approval=selectors.awaiting_approval())  # status.display, as the pages show it
             .order_by("name", "pk")
         )
 

@@ -53,8 +53,8 @@ def test_a_promoted_resource_reads_as_the_contract_says(api, dev_web, staging, p
     pin = api["viewer"].get(resource_url(prod, "web")).json()
     assert track["source"] == {"type": "promote", "environment": "dev", "resource": "web", "binding": "track_latest", "digest": None}
     assert pin["source"]["binding"] == "pin_digest" and pin["source"]["digest"] == digest("p")
-    assert set(pin["status"]) == {"digest", "image", "running_digest", "healthy_at", "failed_digest", "rollout", "phase",
-                                  "message", "reconciled_at", "watch", "protection"}
+    assert set(pin["status"]) == {"digest", "image", "running_digest", "healthy_at", "failed_digest", "rollout", "display",
+                                  "phase", "message", "reconciled_at", "watch", "protection"}
     assert set(pin["status"]["rollout"]) == {"state", "ready", "total", "summary"}
     assert {"follow", "soak_seconds", "rollback_on_failure", "progress_deadline_seconds"} <= set(pin["config"])
 
