@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from environments import services
+from environments import rules, services
 from environments.models import Binding, Resource, SourceType
 from environments.selectors import latest_artifact
 
@@ -27,6 +27,7 @@ def read_edit_post(resource: Resource, post, *, can_pin: bool) -> tuple[dict[str
     """
     changes: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
+    binding = post["binding"] if can_pin and "binding" in post else resource.binding
     if resource.source_type == SourceType.IMAGE:
         changes["image"] = post.get("image", "").strip()
     elif can_pin and "binding" in post:
@@ -38,6 +39,12 @@ def read_edit_post(resource: Resource, post, *, can_pin: bool) -> tuple[dict[str
     for key in ("runtime", "ingress_host"):
         changes[key] = post.get(key, "").strip()
     rollout, rollout_errors = read_rollout(post)
+    if not track_applies(resource, binding):
+        # What track latest follows and its soak time don't apply: the form hides them, and what is
+        # saved for them stays as it is (a later switch to track latest finds it).
+        for key in TRACK_ONLY:
+            rollout.pop(key, None)
+            rollout_errors.pop(key, None)
     changes.update({k: v for k, v in rollout.items() if k not in rollout_errors})
     errors.update(rollout_errors)
     for key, parse in (("ports", parse_ports), ("replicas", parse_replicas)):
@@ -66,6 +73,49 @@ def read_edit_post(resource: Resource, post, *, can_pin: bool) -> tuple[dict[str
         errors.update(exc.message_dict)
     changes["env"] = env
     return changes, errors
+
+
+TRACK_ONLY = ("follow", "soak_seconds")
+
+
+def track_applies(resource: Resource, binding: str) -> bool:
+    """Whether the track-latest settings (what it follows, the soak time) apply with this binding."""
+    return resource.source_type == SourceType.PROMOTE and binding == Binding.TRACK_LATEST
+
+
+def rollout_track(resource: Resource, *, can_pin: bool) -> str:
+    """How the edit form shows the track-latest settings: "" (not at all: an image source, or a pin
+    the user can't change), "shown", or "toggle" (shown while Track latest is chosen)."""
+    if resource.source_type != SourceType.PROMOTE:
+        return ""
+    if can_pin:
+        return "toggle"
+    return "shown" if resource.binding == Binding.TRACK_LATEST else ""
+
+
+def form_fields(resource: Resource, *, can_pin: bool, frozen: bool) -> list[str]:
+    """The fields the edit form shows, each with its error box `<field>-errors`
+    (the live preview refreshes those boxes; mirrors resource_edit_form.html)."""
+    fields = ["image"] if resource.source_type == SourceType.IMAGE else (["binding", "pinned_digest"] if can_pin else [])
+    if frozen and can_pin:
+        fields.append("freeze_override")
+    fields += ["runtime", "ports", "replicas", "ingress_host", "database_url"]
+    if rollout_track(resource, can_pin=can_pin):
+        fields += list(TRACK_ONLY)
+    return fields + ["progress_deadline_seconds", "rollback_on_failure", "env"]
+
+
+def digest_check(values: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+    """The digest field's error box as the live preview shows it: what the digest check as you
+    type says (environments/htmx/digest_check.html), so the two never contradict each other."""
+    value = values.get("pinned_digest", "") if values.get("binding") == Binding.PIN_DIGEST else ""
+    messages = list(errors.get("pinned_digest", []))
+    if value and not messages:
+        try:
+            rules.check_digest(value)
+        except ValidationError as exc:
+            messages = exc.message_dict["pinned_digest"]
+    return {"errors": messages, "ok": bool(value) and not messages}
 
 
 def edit_initial(resource: Resource) -> dict[str, Any]:

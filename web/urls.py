@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from .views import approvals, freeze, notifications, projects, promotions, registries, resources, tokens, wizard
+from .views import approvals, freeze, graph, notifications, projects, promotions, registries, resources, tokens, wizard
 
 environment_pages = [
     path("", resources.environment_detail, name="environment_detail"),
@@ -24,7 +24,9 @@ urlpatterns = [
     path("registries/", registries.registry_list, name="registry_list"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("projects/<slug:project>/", projects.project_detail, name="project_detail"),
+    path("projects/<slug:project>/graph/", graph.project_graph, name="project_graph"),
     path("projects/<slug:project>/promotions/", promotions.project_promotions, name="project_promotions"),
+    path("projects/<slug:project>/promotions/export.csv", promotions.project_promotions_csv, name="project_promotions_csv"),
     path("projects/<slug:project>/notifications/", notifications.project_notifications, name="project_notifications"),
     path("projects/<slug:project>/notifications/<int:pk>/test/", notifications.webhook_test, name="webhook_test"),
     path("projects/<slug:project>/notifications/<int:pk>/toggle/", notifications.webhook_toggle, name="webhook_toggle"),

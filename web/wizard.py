@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from environments import fields, selectors, services
-from environments.models import Environment, Kind, Resource, SourceType
+from environments.models import Binding, Environment, Kind, Resource, SourceType
 
 from .parsers import check_env_rows, parse_ports, parse_replicas, read_env_rows, read_rollout
 
@@ -92,6 +92,8 @@ STEP_TITLES = {
 }
 CONFIG_KEYS = ("name", "runtime", "ports", "replicas", "ingress_host", "follow", "soak_seconds", "progress_deadline_seconds")
 ROLLOUT_FIELDS = ("follow", "soak_seconds", "progress_deadline_seconds", "rollback_on_failure")
+# Shown (and read, and checked) only for a resource that tracks an upstream's latest.
+TRACK_ONLY = ("follow", "soak_seconds")
 # Which step shows a service error about each field.
 FIELD_STEP = {
     "source_type": "source",
@@ -163,6 +165,8 @@ class ResourceWizard:
             state["pinned_digest"] = typed or post.get("digest_pick", "")
         elif step == "config":
             for key in CONFIG_KEYS:
+                if key in TRACK_ONLY and key not in post:
+                    continue  # not shown for this binding: keep what was typed before, if anything
                 state[key] = post.get(key, "").strip()
             state["rollback_on_failure"] = post.get("rollback_on_failure") in {"on", "1", "true"}
             database_url = post.get("database_url", "")
@@ -177,6 +181,19 @@ class ResourceWizard:
                 rows.append(row)
             state["env"] = rows
         self._cache.clear()
+
+    @property
+    def tracks_latest(self) -> bool:
+        """Whether the track-latest settings (what it follows, the soak time) apply."""
+        return self.state.get("source_type") == SourceType.PROMOTE and self.state.get("binding") == Binding.TRACK_LATEST
+
+    def _rollout(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        values, errors = read_rollout(self.state)
+        if not self.tracks_latest:  # the model's defaults, whatever a hidden field held
+            for key in TRACK_ONLY:
+                values.pop(key, None)
+                errors.pop(key, None)
+        return values, errors
 
     # lookups
 
@@ -236,7 +253,7 @@ class ResourceWizard:
             if not lenient:
                 raise
             args["replicas"] = 1
-        rollout, errors = read_rollout(state)
+        rollout, errors = self._rollout()
         if errors and not lenient:
             raise ValidationError(errors)
         args.update({k: v for k, v in rollout.items() if k not in errors})
@@ -291,7 +308,7 @@ class ResourceWizard:
                 check_env_rows(state.get("env", []))
             except ValidationError as exc:
                 errors.update(exc.message_dict)
-            errors.update(read_rollout(state)[1])
+            errors.update(self._rollout()[1])
             for field, messages in self._service_errors(STEP_FIELDS["config"]).items():
                 errors.setdefault(field, messages)
             return errors
@@ -327,6 +344,7 @@ class ResourceWizard:
             if self.upstream is not None and step == "binding":
                 context["recent"] = selectors.recent_artifacts(self.upstream)
         if step in {"config", "review"}:
+            context["rollout_track"] = "shown" if self.tracks_latest else ""
             rows = [dict(row) for row in state.get("env", [])]
             blanks = int(state.get("env_blank", 2) or 2)
             context["env_rows"] = rows + [{"name": "", "value": "", "secret": False}] * blanks

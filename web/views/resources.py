@@ -75,19 +75,24 @@ def _env_rows(values, blanks: int = 2) -> list[dict]:
 def resource_edit(request, project, env, name):
     """Edit a resource's config, image, pin or binding; shows what will change before saving.
 
-    Posts carry `action`: `preview` (answer the changes panel) or `save`.
+    Posts carry `action`: `preview` (answer the changes panel), `add_env` or `save`. The
+    panel posts a preview as you type (HX-Target `changes`): it answers the panel's content
+    and, out of band, each field's error box; nothing is saved.
     """
     access = project_access(request.user, project)
     resource = resource_of(access, env, name)
     require(request, check_access_change, access, resource.environment, "change resources", action="resource.update", target=resource)
     can_pin = access.can_pin(resource.environment)
+    frozen = freeze.current(resource.environment)
     context = {
         "project": access.project, "access": access, "environment": resource.environment, "resource": resource,
         "can_pin": can_pin, "errors": {}, "summary": None, "database_url_set": bool(resource.database_url),
         "recent": selectors.recent_artifacts(resource.promote_from) if resource.promote_from_id else [],
         "edit_url": reverse("resource_edit", args=[access.project.slug, resource.environment.slug, resource.name]),
-        "frozen": freeze.current(resource.environment),
+        "frozen": frozen,
         "needs_approval": resource.environment.required_approvals,
+        "rollout_track": edit.rollout_track(resource, can_pin=can_pin),
+        "focus": "changes",  # where focus goes when the form is swapped in (static/js/hoist.js)
     }
     if request.method == "GET":
         context["values"] = edit.edit_initial(resource)
@@ -101,6 +106,7 @@ def resource_edit(request, project, env, name):
     if action == "add_env":  # one more batch of empty rows than were posted
         posted = sum(1 for key in request.POST if ENV_KEY_RE.match(key))
         blanks = posted - len(context["values"]["env"]) + 2
+        context["focus"], context["focus_row"] = "env", len(context["values"]["env"])  # the first empty row
     context["env_rows"] = _env_rows(context["values"], blanks)
     if not errors and action == "save":
         # The service checks everything again under its locks, and audits a refusal.
@@ -127,6 +133,11 @@ def resource_edit(request, project, env, name):
     context["errors"] = errors
 
     if wants_fragment(request, "changes"):
+        # The live preview: the panel's content, and each field's errors next to it (out of band).
+        context["live"] = True
+        context["field_errors"] = [(field, errors.get(field, []))
+                                   for field in edit.form_fields(resource, can_pin=can_pin, frozen=bool(frozen))]
+        context["digest_check"] = edit.digest_check(context["values"], errors)
         return render(request, "environments/htmx/resource_edit_changes.html", context)
     if wants_fragment(request, "edit-form"):
         return render(request, "environments/htmx/resource_edit_form.html", context)

@@ -49,7 +49,7 @@ def token_list(request):
             errors = exc.message_dict
         else:
             return _page(request, created=token, key=key)
-    return _page(request, errors=errors, name=name)
+    return _page(request, errors=errors, name=name, days=days)
 
 
 @login_required

@@ -31,7 +31,12 @@ from ..wizard import STEP_TITLES, ResourceWizard, WizardStore
 from .common import environment_of, require
 
 WIZARD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
-def _render_step(request, access, environment, wizard, wizard_id, step, errors=None, status=200):
+
+
+def _render_step(request, access, environment, wizard, wizard_id, step, errors=None, status=200, focus_row=None):
+    """A step: the full page, or for HTMX the partial swapped inside `#wizard` (with a <title>
+    htmx puts on the tab). Focus then moves to the step's heading, or to `focus_row`, the
+    first empty env row after "Add variables" (static/js/hoist.js)."""
     url = reverse("resource_new", args=[access.project.slug, environment.slug])
     steps = wizard.steps
     context = {
@@ -41,18 +46,26 @@ def _render_step(request, access, environment, wizard, wizard_id, step, errors=N
         "step_number": steps.index(step) + 1, "step_count": len(steps),
         "steps": [{"name": s, "title": STEP_TITLES[s], "current": s == step, "done": steps.index(s) < steps.index(step)} for s in steps],
         "step_title": STEP_TITLES[step],
+        "step_heading": f"Step {steps.index(step) + 1} of {len(steps)}: {STEP_TITLES[step]}",
+        "fragment": _swaps_step(request), "focus_row": focus_row,
         "errors": errors or {}, "is_first": step == steps[0], "is_review": step == "review",
         **wizard.context(step),
     }
-    if request.htmx:
+    if _swaps_step(request):
         response = render(request, "environments/htmx/resource_new_step.html", context, status=status)
         response["HX-Push-Url"] = f"{url}?{urlencode({'wizard': wizard_id, 'step': step})}"
         return response
     return render(request, "environments/resource_new.html", context, status=status)
 
 
+def _swaps_step(request) -> bool:
+    """An HTMX request for a step, answered with the partial; a history restore (the Back
+    button after the cache forgot the page) gets the full page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
 def _goto(request, access, environment, wizard, wizard_id, step):
-    if request.htmx:
+    if _swaps_step(request):
         return _render_step(request, access, environment, wizard, wizard_id, step)
     url = reverse("resource_new", args=[access.project.slug, environment.slug])
     return HttpResponseRedirect(f"{url}?{urlencode({'wizard': wizard_id, 'step': step})}")
@@ -95,7 +108,8 @@ def resource_new(request, project, env):
     if action == "add_env" and step == "config":
         wizard.state["env_blank"] = int(wizard.state.get("env_blank", 2) or 2) + 2
         store.save(wizard_id, wizard.state)
-        return _render_step(request, access, environment, wizard, wizard_id, step)
+        return _render_step(request, access, environment, wizard, wizard_id, step,
+                            focus_row=len(wizard.state.get("env", [])))
     store.save(wizard_id, wizard.state)
     if action == "create" or step == "review":
         return _create(request, access, environment, wizard, wizard_id, store)
