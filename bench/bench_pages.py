@@ -9,7 +9,9 @@ each; every later environment promotes each resource from the one before,
 alternating track-latest and pins, with status fields set as reconcile would
 leave them. Then a signed-in maintainer requests the page through Django's
 test client (the whole stack: middleware, session, selectors, templates) and
-the median of the timed rounds is reported with the number of SQL queries.
+the median of the timed rounds is reported with the number of SQL queries; then
+the live refresh, rendered (no version) and unchanged (its version, answered 204),
+and the promotion graph of the same project.
 The project is removed afterwards.
 """
 
@@ -126,8 +128,25 @@ def run(environments: int = 20, per_environment: int = 50, rounds: int = 15) -> 
             fragment = []
             for _ in range(rounds):
                 started = time.perf_counter()
-                client.get(url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="pipeline")
+                refreshed = client.get(url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="pipeline")
                 fragment.append((time.perf_counter() - started) * 1000)
+            # What every open pipeline asks every 5 s when nothing changed: its version, answered 204.
+            version = refreshed.content.decode().split('"X-Hoist-Version": "', 1)[1].split('"', 1)[0]
+            unchanged = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                answer = client.get(url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="pipeline", HTTP_X_HOIST_VERSION=version)
+                unchanged.append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 204, answer.status_code
+            with CaptureQueriesContext(connection) as unchanged_queries:
+                client.get(url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="pipeline", HTTP_X_HOIST_VERSION=version)
+            graph_url = f"/projects/{SLUG}/graph/"
+            client.get(graph_url)
+            graph = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                graph_response = client.get(graph_url)
+                graph.append((time.perf_counter() - started) * 1000)
     finally:
         _cleanup()
     return {
@@ -135,6 +154,10 @@ def run(environments: int = 20, per_environment: int = 50, rounds: int = 15) -> 
             "median_ms": round(statistics.median(timings), 1),
             "min_ms": round(min(timings), 1),
             "htmx_refresh_median_ms": round(statistics.median(fragment), 1),
+            "refresh_unchanged_median_ms": round(statistics.median(unchanged), 2),
+            "refresh_unchanged_queries": len(unchanged_queries),
+            "graph_median_ms": round(statistics.median(graph), 1),
+            "graph_html_kib": round(len(graph_response.content) / 1024, 1),
             "queries": len(queries),
             "resources": environments * per_environment,
             "html_kib": round(len(response.content) / 1024, 1),

@@ -114,7 +114,8 @@ def build_pipeline(environments, total):
     return in_staging + in_prod  # downstreams, each one behind
 
 
-PIPELINE_QUERIES = 6  # session, user, project with role, environments, resources (with subqueries), freeze windows
+PIPELINE_QUERIES = 8  # session, user, project with role, environments, resources (with subqueries), freeze windows,
+# and for the live version: the newest publish, the changes awaiting approval
 
 
 @pytest.mark.parametrize("total", [5, 200])

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from core.http import wants_fragment
 from projects.selectors import Access, project_access
 
-from .projects import pipeline_context
+from .projects import pipeline_context, unchanged
 
 # Must match hoist.css ("Graph"): .graph-column width, .graph-columns gap, .graph-env height,
 # .gnode height and margin-bottom. Pixels.
@@ -128,6 +128,8 @@ def graph_context(access: Access, **extra) -> dict:
 @login_required
 def project_graph(request, project):
     access = project_access(request.user, project)
+    if (response := unchanged(request, access, "graph")) is not None:
+        return response
     context = graph_context(access)
     if wants_fragment(request, "graph"):
         return render(request, "projects/htmx/project_graph.html", context)
