@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Case, CharField, Count, Exists, F, IntegerField, Max, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -150,55 +151,73 @@ def pipeline(project) -> Pipeline:
 
 
 # What a pipeline or graph cell shows of a resource (directly, or through `environments.display`).
-_SHOWN_FIELDS = ("pk", "environment_id", "name", "source_type", "image", "binding", "pinned_digest", "promote_from_id",
+_SHOWN_FIELDS = ("id", "environment_id", "name", "source_type", "image", "binding", "pinned_digest", "promote_from_id",
                  "current_digest", "healthy_digest", "failed_digest", "phase", "message", "rollout_ready",
-                 "rollout_total", "replicas", "applied_seq", "failures_in_a_row", "backoff_until")
+                 "rollout_total", "replicas", "applied_seq", "failures_in_a_row", "backoff_until",
+                 # Every publish bumps its resource's artifact_seq (and an image change its floor): what
+                 # "behind" counts of the upstreams, which are resources of the same project.
+                 "artifact_seq", "artifact_floor")
 
 
-_ENVIRONMENT_FIELDS = ("pk", "name", "slug", "position", "protected", "frozen_until")
+_COLUMN_FIELDS = ("pk", "name", "slug", "position", "protected", "frozen_until")
 
 
-def pipeline_version(project, loaded: Pipeline | None = None, environments: list[Environment] | None = None) -> str:
+def pipeline_version(project, environments: list[Environment] | None = None) -> str:
     """A fingerprint of the data the pipeline and the graph show of `project`: it changes
-    when anything they show does, and costs four small queries and no rendering, so an
-    unchanged live refresh (every open pipeline asks every 5 s) answers without rebuilding
-    a thousand cells. Given the `pipeline()` just read, it reuses its rows (two queries);
-    given the project's `environments`, it doesn't read them again.
+    when anything they show does, and costs one query over the resources (and one for the
+    environments, unless given), so an unchanged live refresh (every open pipeline asks
+    every 5 s) answers without rebuilding a thousand cells.
 
-    Covered: the environments (columns, badges), every resource's shown fields, the
-    upstreams' publishes (what "behind" counts: artifacts only grow, so the newest id and
-    the count say whether one came or went) and the changes awaiting approval. Not
-    covered, so the caller adds them: who is asking (their buttons) and the freezes in force
-    (windows begin and end by the clock alone).
+    Covered: the environments (columns, badges), every resource's shown fields with its
+    publish sequence (what "behind" counts) and the changes awaiting approval (how many,
+    and the newest). Not covered, so the caller adds them: who is asking (their buttons)
+    and the freezes in force (windows begin and end by the clock alone).
     """
-    if loaded is not None:
-        environments = loaded.environments
-        resources = sorted(tuple(getattr(cell, f) for f in _SHOWN_FIELDS)
-                           for row in loaded.rows for cell in row.cells if cell is not None)
-    else:
-        resources = Resource.objects.filter(environment__project=project).order_by("pk").values_list(*_SHOWN_FIELDS)
     if environments is None:
-        columns = Environment.objects.filter(project=project).order_by("pk").values_list(*_ENVIRONMENT_FIELDS)
-    else:
-        columns = sorted(tuple(getattr(env, f) for f in _ENVIRONMENT_FIELDS) for env in environments)
-    parts = (
-        columns,
-        resources,
-        [tuple(Artifact.objects.filter(resource__environment__project=project).aggregate(Max("pk"), Count("pk")).values())],
-        ChangeRequest.objects.filter(resource__environment__project=project, status=ChangeRequest.Status.AWAITING)
-        .order_by("pk").values_list("pk", "resource_id"),
-    )
+        environments = project.environments.all()
     digest = hashlib.blake2b(digest_size=12)
-    for part in parts:
-        for row in part:
-            digest.update(repr(row).encode())
-        digest.update(b"|")
+    for env in sorted(environments, key=lambda env: env.pk):
+        digest.update(repr(tuple(getattr(env, f) for f in _COLUMN_FIELDS)).encode())
     now = timezone.now()
-    backoff = _SHOWN_FIELDS.index("backoff_until")
-    if any(row[backoff] is not None and row[backoff] > now for row in resources):
+    rows, counting_down = _resource_rows_digest(project, now)
+    digest.update(rows.encode())
+    if counting_down:
         # "Retrying in 40 s" reads differently at every refresh while a backoff runs.
         digest.update(str(int(now.timestamp()) // 5).encode())
     return digest.hexdigest()
+
+
+def _resource_rows_digest(project, now) -> tuple[str, bool]:
+    """(a digest of every resource's shown fields and of the changes awaiting approval,
+    whether a retry backoff runs now).
+
+    PostgreSQL digests the rows itself, so a thousand rows don't cross the wire and get
+    formatted in Python on every refresh (this was most of its cost); elsewhere (SQLite,
+    `make run`) they are read and digested here. Either way the same database gives the
+    same answer for the same rows, which is all a version needs."""
+    if connection.vendor == "postgresql":
+        shown = ", ".join(f'r."{Resource._meta.get_field(name).column}"' for name in _SHOWN_FIELDS)
+        resources, environments = Resource._meta.db_table, Environment._meta.db_table
+        sql = (f'SELECT md5(string_agg(ROW({shown})::text, \'|\' ORDER BY r."id")), '
+               f'coalesce(bool_or(r."backoff_until" > %s), false), '
+               f'(SELECT ROW(count(*), max(c."id"))::text FROM "{ChangeRequest._meta.db_table}" c '
+               f' JOIN "{resources}" cr ON cr."id" = c."resource_id" JOIN "{environments}" ce ON ce."id" = cr."environment_id"'
+               f' WHERE ce."project_id" = %s AND c."status" = %s) '
+               f'FROM "{resources}" r JOIN "{environments}" e ON e."id" = r."environment_id" WHERE e."project_id" = %s')
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [now, project.pk, ChangeRequest.Status.AWAITING.value, project.pk])
+            digest, counting_down, awaiting = cursor.fetchone()
+        return f"{digest or ''}|{awaiting}", bool(counting_down)
+    rows = Resource.objects.filter(environment__project=project).order_by("pk").values_list(*_SHOWN_FIELDS)
+    digest = hashlib.blake2b(digest_size=12)
+    backoff = _SHOWN_FIELDS.index("backoff_until")
+    counting_down = False
+    for row in rows:
+        digest.update(repr(row).encode())
+        counting_down = counting_down or (row[backoff] is not None and row[backoff] > now)
+    awaiting = ChangeRequest.objects.filter(resource__environment__project=project, status=ChangeRequest.Status.AWAITING)
+    digest.update(repr(tuple(awaiting.aggregate(Count("pk"), Max("pk")).values())).encode())
+    return digest.hexdigest(), counting_down
 
 
 def environment_resources(environment):

@@ -34,7 +34,7 @@ def live_version(access: Access, pipeline: selectors.Pipeline | None = None, fre
     environments = pipeline.environments if pipeline is not None else list(access.project.environments.all())
     if freezes is None:
         freezes = freeze.for_environments(environments)
-    parts = (selectors.pipeline_version(access.project, pipeline, environments), _freeze_key(freezes), access.role)
+    parts = (selectors.pipeline_version(access.project, environments), _freeze_key(freezes), access.role)
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest()
 
 
