@@ -108,10 +108,12 @@ def locked_out(page):
 
 
 def refreshed(selector: str) -> Callable:
-    """Wait for the fragment's own HTMX refresh (hx-trigger "every 5s") to swap it."""
+    """Wait for the fragment's own HTMX refresh (hx-trigger "every 5s") to swap it. An unchanged
+    page answers 204 and is not swapped, so the fragment first forgets the version it shows."""
 
     def action(page):
-        page.locator(selector).evaluate("element => element.dataset.beforeRefresh = 'yes'")
+        page.locator(selector).evaluate("element => { element.dataset.beforeRefresh = 'yes';"
+                                        " element.setAttribute('hx-headers', '{\"X-Hoist-Version\": \"stale\"}'); }")
         expect(page.locator(f"{selector}[data-before-refresh]")).to_have_count(0, timeout=15_000)
         expect(page.locator(selector)).to_be_visible()
 

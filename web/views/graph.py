@@ -120,7 +120,7 @@ def layout(pipeline) -> Graph:
 
 
 def graph_context(access: Access, **extra) -> dict:
-    context = pipeline_context(access, **extra)
+    context = pipeline_context(access, cells=False, **extra)
     context["graph"] = layout(context["pipeline"])
     return context
 

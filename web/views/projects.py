@@ -14,6 +14,8 @@ from core.http import wants_fragment
 from environments import freeze, selectors
 from projects.selectors import Access, project_access, projects_for_user
 
+from ..pipeline_cells import cell_html
+
 # The live refresh sends back the version it shows; the same version answers 204 (htmx swaps nothing).
 VERSION_HEADER = "X-Hoist-Version"
 
@@ -52,7 +54,9 @@ def unchanged(request, access: Access, target: str) -> HttpResponse | None:
     return response
 
 
-def pipeline_context(access: Access, **extra) -> dict:
+def pipeline_context(access: Access, *, cells: bool = True, **extra) -> dict:
+    """The pipeline's data for the page, its live refresh and the one-click promote's answer;
+    `cells`: write each cell's markup (`web.pipeline_cells`; the graph draws its own)."""
     pipeline = selectors.pipeline(access.project)
     freezes = freeze.for_environments(pipeline.environments)  # one query for every column
     for env in pipeline.environments:
@@ -62,10 +66,13 @@ def pipeline_context(access: Access, **extra) -> dict:
         env.can_pin = access.can_pin(env)
         # One reverse() per column, not several per cell (a 20 × 50 pipeline has 1000 cells).
         env.url = reverse("environment_detail", args=[access.project.slug, env.slug])
+    page = reverse("project_detail", args=[access.project.slug])  # where a promote's no-JavaScript path returns
     for row in pipeline.rows:
         for cell in row.cells:
             if cell is not None:
                 cell.url = f"{cell.environment.url}resources/{cell.name}/"
+                if cells:
+                    cell.html = cell_html(cell, cell.environment, page)
     return {"project": access.project, "access": access, "pipeline": pipeline,
             "live_version": live_version(access, pipeline, freezes), **extra}
 
