@@ -38,6 +38,8 @@ from prometheus_client.utils import floatToGoString
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+# The promotions the publish → applied histograms count (see collect()).
+AUTOMATIC_REASONS = ("publish", "track_latest")  # ChangeReason values (models load after this module)
 
 REGISTRY_REQUESTS = Counter("hoist_registry_requests", "Requests Hoist sent to container registries.", ["host", "status"])
 RECONCILE_ATTEMPTS = Counter("hoist_reconcile_attempts", "Reconcile attempts, by cluster.", ["cluster"])
@@ -95,13 +97,19 @@ class DatabaseCollector:
 
         for stage, field in (("applied", "latency_s"), ("healthy", "healthy_latency_s")):
             aggregates = {f"le_{i}": Count("pk", filter=Q(**{f"{field}__lte": bound})) for i, bound in enumerate(LATENCY_BUCKETS)}
-            totals = Promotion.objects.filter(**{f"{field}__isnull": False}).aggregate(
+            # Only what Hoist did by itself: a person's change (a pin edit, a promote, a new resource)
+            # or one that waited for approvals would count someone's think time or an old publish.
+            totals = Promotion.objects.filter(
+                reason__in=AUTOMATIC_REASONS, actor__isnull=True, change_request__isnull=True,
+                **{f"{field}__isnull": False},
+            ).aggregate(
                 count=Count("pk"), total=Sum(field), **aggregates)
             buckets = [(floatToGoString(bound), totals[f"le_{i}"]) for i, bound in enumerate(LATENCY_BUCKETS)]
             buckets.append(("+Inf", totals["count"]))
             yield HistogramMetricFamily(
                 f"hoist_publish_to_{stage}_seconds",
-                f"Seconds from an image's first publish in the project to its promotion being {stage}.",
+                f"Seconds from an image's first publish in the project to its promotion being {stage}, "
+                "for the promotions Hoist made by itself (publish, track latest).",
                 buckets=buckets, sum_value=totals["total"] or 0.0,
             )
 

@@ -65,6 +65,9 @@ def test_the_figures_move_with_what_happens(client, dev_web, staging, make_resou
     before = scrape(client)
     services.artifact_publish(resource=dev_web, digest=digest(1))
     Promotion.objects.filter(resource=dev_web).update(status="healthy", latency_s=0.3, healthy_latency_s=0.8)
+    # A person's pin edit, timed from an old publish: not what "publish → applied" measures.
+    Promotion.objects.create(resource=dev_web, to_digest=digest(2), reason="pin_edit", status="healthy",
+                             latency_s=140.0, healthy_latency_s=141.0)
     metrics.registry_response("registry.a.example", "200")
     metrics.reconcile_attempt("cluster-a")
     metrics.reconcile_failure("cluster-a", retryable=True)
@@ -72,6 +75,7 @@ def test_the_figures_move_with_what_happens(client, dev_web, staging, make_resou
     assert value(after, 'hoist_promotions{reason="publish",status="healthy"}') == value(
         before, 'hoist_promotions{reason="publish",status="healthy"}') + 1
     assert value(after, 'hoist_publish_to_applied_seconds_bucket{le="0.5"}') >= 1
+    assert value(after, "hoist_publish_to_applied_seconds_count") == value(before, "hoist_publish_to_applied_seconds_count") + 1
     assert value(after, 'hoist_publish_to_healthy_seconds_bucket{le="1.0"}') >= 1
     assert value(after, 'hoist_publish_to_healthy_seconds_bucket{le="0.5"}') == value(before, 'hoist_publish_to_healthy_seconds_bucket{le="0.5"}')
     assert value(after, 'hoist_registry_requests_total{host="registry.a.example",status="200"}') == value(
