@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from environments import services
 from environments.models import Binding
 from promotions.models import Promotion
+from tests.browser.test_promotion_flows import sign_in
 from tests.fixtures.domain import digest
 from tests.fixtures.web import set_status
 
@@ -29,14 +30,6 @@ def world(members, environments, make_resource):
                                             actor=members["maintainer"], status="superseded") for n in range(60))
     services.resource_promote_upstream_current(resource=prod_web, actor=members["maintainer"])
     return {"dev_web": dev_web, "prod_web": prod_web}
-
-
-def sign_in(page, live_server, username):
-    page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-" + username)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
 
 
 def test_filter_page_and_download_the_history(page, live_server, world, tmp_path):

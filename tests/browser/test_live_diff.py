@@ -10,18 +10,11 @@ from playwright.sync_api import expect
 
 from environments.models import Resource
 from projects.models import AuditEntry
+from tests.browser.test_promotion_flows import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 STAGING_EDIT = "/projects/shop/envs/staging/resources/web/edit/"
-
-
-def sign_in(page, live_server, username):
-    page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-" + username)
-    page.get_by_label("Password").press("Enter")
-    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
 
 
 def retype(page, field, text):

@@ -5,18 +5,11 @@ import pytest
 from playwright.sync_api import expect
 
 from projects import services
+from tests.browser.test_promotion_flows import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 OVERFLOW = "el => el.scrollWidth - el.clientWidth"
-
-
-def sign_in(page, live_server, username):
-    page.goto(live_server.url + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("pw-" + username)
-    page.get_by_label("Password").press("Enter")
-    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
 
 
 def test_the_keyboard_reaches_every_section(page, live_server, pipeline_world, make_user):
