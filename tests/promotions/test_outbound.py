@@ -330,7 +330,10 @@ class TestPublishByTagDoesNotHoldTheRequest:
         make_resource(dev, "gone", image=f"{fake_registry.host}/shop/gone:v1")
         developer = api["developer"].post(resource_url(dev, "gone", "artifacts"), {"tag": "v1"}, format="json")
         message = assert_error(developer, 400, "tag")["errors"]["tag"][0]
-        assert "MANIFEST_UNKNOWN" not in message and "404" not in message and "could not be reached" in message
+        # The registry's own words and status are not repeated (its host is: the developer named it, and
+        # its random port may well contain "404", so look at the message without it).
+        said = message.replace(fake_registry.host, "<registry>")
+        assert "MANIFEST_UNKNOWN" not in said and "404" not in said and "could not be reached" in said
         staff = api["admin"].post(resource_url(dev, "gone", "artifacts"), {"tag": "v1"}, format="json")
         assert "tag 'v1' not found" in assert_error(staff, 400, "tag")["errors"]["tag"][0]
 
