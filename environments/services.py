@@ -160,19 +160,26 @@ def cluster_update(*, cluster: Cluster, actor=None, validate_only: bool = False,
     """Change a cluster (staff). Only the keys given change; secrets given as "" are cleared."""
     with audit.attempt("cluster.update", actor=actor, target=cluster) as entry:
         require_staff(actor, "change clusters")
-        unknown = sorted(set(changes) - set(CLUSTER_FIELDS))
-        if unknown:
-            raise ValidationError({field: ["Unknown field."] for field in unknown})
-        stored = Cluster.objects.select_for_update().get(pk=cluster.pk)
-        before = _cluster_summary(stored)
-        for field, value in changes.items():
-            setattr(stored, field, value)
-        stored.full_clean()
-        if validate_only:
-            entry.skip()
-            return stored
-        stored.save()
-        entry.describe(target=stored, before=before, after=_cluster_summary(stored))
+        return _update_row(entry, cluster, CLUSTER_FIELDS, _cluster_summary, changes, validate_only=validate_only)
+
+
+def _update_row(entry, instance, allowed, summary, changes: dict, *, validate_only: bool, only_changed: bool = False):
+    """A staff edit of one row, inside the caller's audit `entry`: refuse unknown keys, lock the
+    row, set the keys given, validate, save (only those columns with `only_changed`, for rows
+    other writers update at the same time) and record before → after."""
+    unknown = sorted(set(changes) - set(allowed))
+    if unknown:
+        raise ValidationError({field: ["Unknown field."] for field in unknown})
+    stored = type(instance).objects.select_for_update().get(pk=instance.pk)
+    before = summary(stored)
+    for field, value in changes.items():
+        setattr(stored, field, value)
+    stored.full_clean()
+    if validate_only:
+        entry.skip()
+        return stored
+    stored.save(update_fields=(list(changes) or None) if only_changed else None)
+    entry.describe(target=stored, before=before, after=summary(stored))
     return stored
 
 
@@ -203,20 +210,9 @@ def registry_update(*, registry: RegistryHost, actor=None, validate_only: bool =
     limits (None: the installation's default) and whether keep tags are pushed there."""
     with audit.attempt("registry.update", actor=actor, target=registry) as entry:
         require_staff(actor, "change registry settings")
-        unknown = sorted(set(changes) - set(REGISTRY_FIELDS))
-        if unknown:
-            raise ValidationError({field: ["Unknown field."] for field in unknown})
-        stored = RegistryHost.objects.select_for_update().get(pk=registry.pk)
-        before = _registry_summary(stored)
-        for field, value in changes.items():
-            setattr(stored, field, value)
-        stored.full_clean()
-        if validate_only:
-            entry.skip()
-            return stored
-        stored.save(update_fields=list(changes) or None)
-        entry.describe(target=stored, before=before, after=_registry_summary(stored))
-    return stored
+        # Only the settings' columns: the limiter writes its own (paced_until, throttled_until) meanwhile.
+        return _update_row(entry, registry, REGISTRY_FIELDS, _registry_summary, changes, validate_only=validate_only,
+                           only_changed=True)
 
 
 # --- environments -----------------------------------------------------------------------------
