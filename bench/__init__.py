@@ -10,19 +10,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _postgres_url() -> str | None:
-    """A fresh `hoist_bench` database on the local PostgreSQL, or None if there is none."""
+    """A fresh `hoist_bench` database on the local PostgreSQL, or None if there is none.
+
+    When DATABASE_URL names a PostgreSQL database, `<that name>_bench` instead: two
+    benchmark runs side by side then don't drop each other's database.
+    """
     try:
         import psycopg
     except ImportError:
         return None
     base = os.environ.get("HOIST_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+    name = "hoist_bench"
+    current = os.environ.get("DATABASE_URL", "")
+    if current.startswith(("postgres://", "postgresql://")) and current.rpartition("/")[2].isidentifier():
+        name = current.rpartition("/")[2] + "_bench"
     try:
         with psycopg.connect(base + "/postgres", autocommit=True, connect_timeout=3) as conn:
-            conn.execute("DROP DATABASE IF EXISTS hoist_bench WITH (FORCE)")
-            conn.execute("CREATE DATABASE hoist_bench")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
     except psycopg.Error:
         return None
-    return base + "/hoist_bench"
+    return f"{base}/{name}"
 
 
 def setup_django() -> str:

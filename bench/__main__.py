@@ -17,7 +17,7 @@ from pathlib import Path
 from bench import setup_django
 
 MODULES = ["bench.bench_reconcile", "bench.bench_observe", "bench.bench_mirror", "bench.bench_api", "bench.bench_pages",
-           "bench.bench_isolation", "bench.bench_tag_watch"]
+           "bench.bench_isolation", "bench.bench_tag_watch", "bench.bench_idle"]
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 

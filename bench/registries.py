@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ import httpx
 from sandbox.registry import free_port, write_config
 
 MIB = 1024 * 1024
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -69,6 +71,14 @@ class Registry:
     @property
     def url(self) -> str:
         return f"http://{self.host}"
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far (Linux /proc)."""
+        if self._proc is None:
+            return 0.0
+        with open(f"/proc/{self._proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def stop(self) -> None:
         """Terminate the process and delete its temp dir (idempotent)."""

@@ -372,6 +372,8 @@ HOIST_RECONCILE_LEASE_S = float(os.environ.get("HOIST_RECONCILE_LEASE_S", "5"))
 # and how long desired state may stay unreconciled and unclaimed before it hands it out again.
 HOIST_OBSERVER_TICK_S = float(os.environ.get("HOIST_OBSERVER_TICK_S", "0.5"))
 HOIST_OBSERVER_NUDGE_AFTER_S = float(os.environ.get("HOIST_OBSERVER_NUDGE_AFTER_S", "2"))
+# While tasks wait in the broker, a dirty resource is taken for lost only after this long.
+HOIST_OBSERVER_LOST_AFTER_S = float(os.environ.get("HOIST_OBSERVER_LOST_AFTER_S", "60"))
 
 
 LOGGING = {

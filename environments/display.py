@@ -117,12 +117,15 @@ def _behind(resource: Resource) -> tuple[str, str]:
     return f"{behind} behind", "warn"
 
 
-def display_state(resource: Resource, *, now: datetime | None = None) -> Display:
-    """What `resource`'s status reads as (see the module's table). No query."""
+def display_state(resource: Resource, *, now: datetime | None = None, keyed: bool = True) -> Display:
+    """What `resource`'s status reads as (see the module's table). No query. `keyed=False` leaves
+    `key` empty: for the API, which shows no element (a page of rows spares the fingerprints)."""
     behind, behind_tone = _behind(resource)
     common = {"ready": resource.rollout_ready, "total": resource.rollout_total or resource.replicas,
               "behind": behind, "behind_tone": behind_tone, "running": bool(resource.current_digest)}
     shown = _decide(resource, now or timezone.now(), common)
+    if not keyed:
+        return shown
     fingerprint = zlib.crc32(f"{shown.state}\n{shown.detail}".encode())
     return replace(shown, key=f"{resource.pk or 0}-{fingerprint:08x}")
 
@@ -167,9 +170,11 @@ def _decide(resource: Resource, now: datetime, common: dict) -> Display:
 LEGACY_STATE = {"retrying": "pending", "frozen": "waiting", "awaiting_approval": "waiting"}
 
 
-def rollout_summary(resource: Resource) -> dict:
-    """`Resource.rollout`: the same decision in the older shape {state, ready, total, summary}."""
-    shown = display_state(resource)
+def rollout_summary(resource: Resource, shown: Display | None = None) -> dict:
+    """`Resource.rollout`: the same decision in the older shape {state, ready, total, summary}
+    (`shown`: `display_state(resource)` when the caller has it already, as the API does)."""
+    if shown is None:
+        shown = display_state(resource)
     summary = shown.label if not shown.detail else f"{shown.label}: {shown.detail}"
     return {"state": LEGACY_STATE.get(shown.state, shown.state), "ready": shown.ready, "total": shown.total,
             "summary": summary}

@@ -208,6 +208,9 @@ class Resource(models.Model):
     applied_seq = models.PositiveBigIntegerField(default=0)
     # Fingerprint of the applied config (all but the image): unchanged config skips re-applying.
     config_hash = models.CharField(max_length=64, blank=True)
+    # Per kind, the generation or resourceVersion of the object as Hoist last wrote it
+    # (promotions.applied): the observer tells Hoist's writes from anyone else's by it.
+    applied_versions = models.JSONField(default=dict, blank=True)
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.PENDING)
     message = models.TextField(blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
@@ -240,6 +243,10 @@ class Resource(models.Model):
 
     class Meta:
         ordering = ["environment_id", "name"]
+        indexes = [
+            # The observer looks at what rolls out every tick; a few rows among thousands at rest.
+            models.Index(fields=["phase"], condition=Q(phase="progressing"), name="resource_rolling_out"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["environment", "name"], name="resource_unique_name_per_environment"),
             models.CheckConstraint(condition=~Q(promote_from=models.F("id")), name="resource_not_promoted_from_itself"),

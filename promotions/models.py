@@ -174,6 +174,9 @@ class ObserverLease(models.Model):
     name = models.CharField(max_length=50, unique=True)
     holder = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
+    # The clusters whose every watch is in sync, as of the last renewal: the drift sweep
+    # leaves their resources to the observer while the lease holds.
+    clusters = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"

@@ -11,15 +11,20 @@ back off on errors. Handlers only record and enqueue:
 - a Deployment's status → `rollout.record()` (rolling out → healthy | failed);
   a rollout that became healthy writes the ImageSource status and queues the
   dependants that follow "healthy";
-- an image that is not what Hoist applied (a hand edit), or a Hoist object
+- an image that is not what Hoist applied (a hand edit), any other write to
+  a Hoist object that Hoist didn't make (its generation or resourceVersion
+  is past what Hoist's last write returned, see `applied`), or a Hoist object
   deleted → a repair reconcile (re-applies everything, records drift);
 - a relist that lacks objects Hoist applied (a cluster that came back
   empty) → a repair reconcile for each resource missing something.
 
 Every `HOIST_OBSERVER_TICK_S` it also hands out work nobody holds: resources
 left dirty (a task lost with a killed worker, a retry after a transient
-failure) and resources whose next check is due (a soak time ending). The
-minute sweep stays as the safety net.
+failure) and resources whose next check is due (a soak time ending).
+
+With the lease it renews the list of clusters whose every watch is in sync:
+the minute sweep leaves those to the observer (nothing is re-read or
+re-applied at rest) and re-applies everything on the others.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from django.utils import timezone
 from environments import freeze
 from environments.models import Cluster, Kind, Phase, Resource
 
-from . import guard, queue, rollout, watching
+from . import applied, guard, queue, rollout, watching
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError
 from .models import ObserverLease
 from .reconcile import LABEL_PREFIX, claim, gate_key, publish_status, release
@@ -68,13 +73,17 @@ def identity() -> str:
 # --- the lease -------------------------------------------------------------------------------
 
 
-def hold_lease(holder: str, *, seconds: float = LEASE_S) -> bool:
-    """Take or renew the observer lease; True while this process holds it."""
+def hold_lease(holder: str, *, seconds: float = LEASE_S, clusters: list[int] | None = None) -> bool:
+    """Take or renew the observer lease; True while this process holds it. `clusters` are
+    the ones it vouches for (every watch in sync); a new holder vouches for none yet."""
     now = timezone.now()
     until = now + timedelta(seconds=seconds)
-    renewed = ObserverLease.objects.filter(name=LEASE_NAME).filter(Q(holder=holder) | Q(expires_at__lt=now)).update(
-        holder=holder, expires_at=until)
-    if renewed:
+    vouched = sorted(clusters or [])
+    mine = ObserverLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=until, clusters=vouched)
+    if mine:
+        return True
+    taken = ObserverLease.objects.filter(name=LEASE_NAME, expires_at__lt=now).update(holder=holder, expires_at=until, clusters=[])
+    if taken:
         return True
     if ObserverLease.objects.filter(name=LEASE_NAME).exists():
         return False
@@ -86,8 +95,15 @@ def hold_lease(holder: str, *, seconds: float = LEASE_S) -> bool:
         return False  # another observer created it first
 
 
+def watched_clusters(now=None) -> set[int]:
+    """The clusters an observer watches in sync right now (its lease holds): the drift
+    sweep leaves their resources alone."""
+    lease = ObserverLease.objects.filter(name=LEASE_NAME, expires_at__gt=now or timezone.now()).first()
+    return set(lease.clusters or []) if lease is not None else set()
+
+
 def drop_lease(holder: str) -> None:
-    ObserverLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=timezone.now())
+    ObserverLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=timezone.now(), clusters=[])
 
 
 # --- handling what the clusters say ------------------------------------------------------------
@@ -128,6 +144,12 @@ class Handlers:
         # resource id → (cluster id, the Deployment last seen): an informer's cache, only ever
         # as fresh as the watch; emptied for a cluster whose watch broke or that was relisted.
         self.deployments: dict[int, tuple[int, dict]] = {}
+        # resource id → kind → the marker (promotions.applied) of the object last seen, "" once
+        # deleted; the resources to compare with what Hoist recorded at the next tick; and
+        # which resource each object belongs to (saves a query per event).
+        self.seen: dict[int, dict[str, str]] = {}
+        self.suspects: set[int] = set()
+        self.refs: dict[tuple[int, Ref], int] = {}
         self.lock = threading.Lock()
 
     def deployment(self, cluster_id: int, obj: dict) -> None:
@@ -137,6 +159,7 @@ class Handlers:
             return
         with self.lock:
             self.deployments[resource.pk] = (cluster_id, obj)
+            self.refs[(cluster_id, ref)] = resource.pk
         health = rollout.assess(obj, resource.name)
         if resource.current_image and health.image and health.image != resource.current_image:
             # Hoist's own applies carry the digest they set in an annotation; while a reconcile
@@ -147,6 +170,8 @@ class Handlers:
                 log.info("%s runs %s, not %s: repairing", resource, health.image, resource.current_image)
                 queue.enqueue_reconcile(resource.pk, repair=True)
             return
+        if self._written(resource, "Deployment", applied.marker("Deployment", obj)):
+            return  # someone else changed its spec (replicas, env, ...): repaired
         if _claimed(resource):
             # A reconcile holds it and records the rollout itself (rollout.record would defer
             # to it too); the watch's next event or the tick looks again after it lets go.
@@ -168,7 +193,10 @@ class Handlers:
         try:
             resource = Resource.objects.select_related("environment__cluster", "environment__project").get(pk=resource.pk)
             with ClusterClient.for_cluster(resource.environment.cluster) as kube:
-                publish_status(kube, resource, resource.current_image, resource.current_digest)
+                written = publish_status(kube, resource, resource.current_image, resource.current_digest)
+            # Recorded like any write of Hoist's, or the watch would take it for someone else's.
+            versions = {**(resource.applied_versions or {}), "ImageSource": applied.marker("ImageSource", written)}
+            Resource.objects.filter(pk=resource.pk, claim_token=held.token).update(applied_versions=versions)
         except ClusterError as exc:
             # Dependants on this cluster wait for the status; a repair writes it again.
             log.warning("could not publish the healthy status of %s: %s", resource, exc)
@@ -186,8 +214,73 @@ class Handlers:
         if kind == "Deployment":
             with self.lock:
                 self.deployments.pop(resource.pk, None)
-        log.info("%s %s/%s was deleted: repairing", kind, resource.environment.namespace, obj["metadata"].get("name"))
+        self._written(resource, kind, "", name=obj["metadata"].get("name", ""))
+
+    def changed(self, cluster_id: int, kind: str, obj: dict) -> None:
+        """A Service, Secret, Ingress or ImageSource was written: compared at the next tick
+        (one query for all that changed since), not one query per event."""
+        ref = ref_of(obj)
+        if ref is None:
+            return
+        with self.lock:
+            resource_id = self.refs.get((cluster_id, ref))
+        if resource_id is None:
+            resource = resource_for(cluster_id, ref)
+            if resource is None:
+                return
+            resource_id = resource.pk
+        with self.lock:
+            self.refs[(cluster_id, ref)] = resource_id
+            self.seen.setdefault(resource_id, {})[kind] = applied.marker(kind, obj)
+            self.suspects.add(resource_id)
+
+    def _written(self, resource: Resource, kind: str, seen: str, *, name: str = "") -> bool:
+        """Someone else wrote (or deleted, `seen` empty) one of the resource's objects: repair
+        it now; True when a repair was queued. While a reconcile holds the resource, what it
+        writes is not recorded yet: look again once it lets go."""
+        with self.lock:
+            self.seen.setdefault(resource.pk, {})[kind] = seen
+        if not resource.current_image:
+            return False  # nothing applied yet: the first reconcile writes everything
+        if _claimed(resource):
+            with self.lock:
+                self.suspects.add(resource.pk)
+            return False
+        if not _drifted(resource.applied_versions or {}, kind, seen):
+            return False
+        what = f"{kind} {resource.environment.namespace}/{name}" if name else f"the {kind} of {resource}"
+        log.info("%s was %s outside Hoist: repairing", what, "deleted" if not seen else "changed")
         queue.enqueue_reconcile(resource.pk, repair=True)
+        return True
+
+    def recheck_written(self) -> None:
+        """Compare what the watches saw with what Hoist recorded, for the resources written
+        since the last tick or busy then; repair those someone else changed."""
+        with self.lock:
+            suspects = set(self.suspects)
+        if not suspects:
+            return
+        found: set[int] = set()
+        for resource in Resource.objects.filter(pk__in=suspects).only("pk", "current_image", "claimed_until",
+                                                                        "applied_versions"):
+            found.add(resource.pk)
+            if _claimed(resource):
+                continue  # still busy: its record comes first
+            with self.lock:
+                self.suspects.discard(resource.pk)
+                seen = dict(self.seen.get(resource.pk, {}))
+            recorded = resource.applied_versions or {}
+            drifted = [kind for kind, marker in seen.items() if _drifted(recorded, kind, marker)]
+            if resource.current_image and drifted:
+                log.info("%s of resource %s changed outside Hoist: repairing", ", ".join(sorted(drifted)), resource.pk)
+                queue.enqueue_reconcile(resource.pk, repair=True)
+        gone = suspects - found
+        if gone:  # deleted resources: forget them
+            with self.lock:
+                self.suspects -= gone
+                for resource_id in gone:
+                    self.seen.pop(resource_id, None)
+                self.refs = {key: pk for key, pk in self.refs.items() if pk not in gone}
 
     def forget_cluster(self, cluster_id: int) -> None:
         with self.lock:
@@ -195,19 +288,29 @@ class Handlers:
                 del self.deployments[resource_id]
 
     def relisted(self, cluster_id: int, kind: str, items: list[dict]) -> None:
-        """After a (re)list: what Hoist applied and the cluster lacks is put back."""
+        """After a (re)list: what Hoist applied and the cluster lacks is put back, and what
+        someone else changed while nobody watched is repaired (Deployments: item by item, by
+        the caller)."""
         if kind == "Deployment":
             self.forget_cluster(cluster_id)  # the list is the truth now; what it lacks is gone
-        present = {ref for ref in (ref_of(item) for item in items) if ref}
-        expected = Resource.objects.filter(environment__cluster_id=cluster_id, kind=Kind.DEPLOYMENT).exclude(
+        rows = Resource.objects.filter(environment__cluster_id=cluster_id, kind=Kind.DEPLOYMENT).exclude(
             current_image="").select_related("environment__project", "environment")
-        if kind == "Service":
-            expected = expected.exclude(ports=[])
-        elif kind not in ("Deployment", "ImageSource"):
+        by_ref = {Ref(r.environment.project.slug, r.environment.slug, r.name): r for r in rows}
+        present = set()
+        for item in items:
+            ref = ref_of(item)
+            if ref is None:
+                continue
+            present.add(ref)
+            if kind != "Deployment" and ref in by_ref:
+                with self.lock:
+                    self.refs[(cluster_id, ref)] = by_ref[ref].pk
+                self._written(by_ref[ref], kind, applied.marker(kind, item), name=item["metadata"].get("name", ""))
+        if kind not in ("Deployment", "Service", "ImageSource"):
             return
         # Busy ones too: a repair forgets the applied config, so the reconcile running now
         # (or the next) applies everything again.
-        missing = [r.pk for r in expected if Ref(r.environment.project.slug, r.environment.slug, r.name) not in present]
+        missing = [r.pk for ref, r in by_ref.items() if ref not in present and (kind != "Service" or r.ports)]
         for resource_id in missing:
             queue.enqueue_reconcile(resource_id, repair=True)
         if missing:
@@ -220,13 +323,22 @@ class Handlers:
             cached = dict(self.deployments)
         if not cached:
             return
-        rolling = Resource.objects.filter(pk__in=list(cached), phase=Phase.PROGRESSING).exclude(current_image="")
+        # What rolls out, then the cache: at rest a handful of rows (an index covers them), not a
+        # list of every Deployment the watches know.
+        rolling = Resource.objects.filter(phase=Phase.PROGRESSING).exclude(current_image="")
         for resource in rolling.only("pk", "name", "current_image", "claimed_until"):
-            if _claimed(resource):
+            if resource.pk not in cached or _claimed(resource):
                 continue
             health = rollout.assess(cached[resource.pk][1], resource.name)
             if health.image == resource.current_image:
                 self.judge(resource.pk, health)
+
+
+def _drifted(recorded: dict, kind: str, seen: str) -> bool:
+    """Whether the object as last seen (`seen`: its marker, "" once deleted) is someone else's write."""
+    if not seen:  # deleted: drift unless Hoist itself removed it (it no longer records the kind)
+        return kind in recorded or not recorded
+    return applied.compare(seen, recorded.get(kind, "")) == applied.OTHER
 
 
 def hand_out(now=None, *, limit: int = 500) -> list[int]:
@@ -243,6 +355,14 @@ def hand_out(now=None, *, limit: int = 500) -> list[int]:
         .order_by("pk").values_list("pk", flat=True)[:limit]
     )
     ids = list(due)
+    if ids and _backlog():
+        # The workers still have queued work: a resource dirty for a few seconds is most
+        # likely waiting in that queue, not lost. Handing it out again would only queue it
+        # twice, and under a big fan-out re-queue thousands every few seconds. Due checks
+        # still go out; dirty ones only once nothing was queued for them for a long while.
+        lost = now - timedelta(seconds=settings.HOIST_OBSERVER_LOST_AFTER_S)
+        ids = list(Resource.objects.filter(pk__in=ids).filter(Q(next_check_at__lte=now) | Q(dirty_at__lt=lost))
+                   .order_by("pk").values_list("pk", flat=True))
     if ids:
         # A due check is consumed (the reconcile schedules the next one); the queued
         # reconcile marks the resource dirty, so a lost one is handed out again.
@@ -250,6 +370,23 @@ def hand_out(now=None, *, limit: int = 500) -> list[int]:
         Resource.objects.filter(pk__in=ids, next_check_at__lte=now).update(next_check_at=None)
         queue.enqueue_reconcile_many(ids)
     return ids
+
+
+_broker = None
+
+
+def _backlog() -> bool:
+    """Whether tasks wait in the broker for a worker (django-q2's own count)."""
+    global _broker
+    from django_q.brokers import get_broker
+
+    try:
+        if _broker is None:
+            _broker = get_broker()
+        return _broker.queue_size() > 0
+    except Exception:  # a broker that can't say: hand out as if idle (duplicates are harmless)
+        log.debug("could not read the task queue's size", exc_info=True)
+        return False
 
 
 # --- the watches ---------------------------------------------------------------------------------
@@ -266,6 +403,8 @@ class Watch(threading.Thread):
         self.resource_version = ""
         self.relists = 0
         self.events = 0
+        # Listed and watching from the list on: nothing this kind went through is unseen.
+        self.synced = False
 
     def run(self) -> None:
         failures = 0
@@ -280,7 +419,7 @@ class Watch(threading.Thread):
                     self._watch(kube)
                 failures = 0
             except ClusterError as exc:
-                self.resource_version = ""  # after a broken connection, relist: events may be lost
+                self.resource_version, self.synced = "", False  # after a broken connection, relist: events may be lost
                 if self.kind == "Deployment":
                     self.handlers.forget_cluster(self.cluster_id)
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
@@ -290,7 +429,7 @@ class Watch(threading.Thread):
                 self.stopping.wait(delay)
             except Exception:  # a handler bug must not end the watch
                 log.exception("watch of %s on cluster %s failed", self.kind, self.cluster_id)
-                self.resource_version = ""
+                self.resource_version, self.synced = "", False
                 self.stopping.wait(1.0)
             finally:
                 close_old_connections()
@@ -314,6 +453,7 @@ class Watch(threading.Thread):
         if self.kind == "Deployment":
             for item in items:
                 self.handlers.deployment(self.cluster_id, item)
+        self.synced = bool(self.resource_version)
 
     def _watch(self, kube: ClusterClient) -> None:
         for event in kube.watch(self.api_version, self.kind, None, label_selector=SELECTOR,
@@ -323,7 +463,7 @@ class Watch(threading.Thread):
             if kind == "ERROR":
                 code = obj.get("code")
                 log.info("watch of %s on cluster %s: %s %s; relisting", self.kind, self.cluster_id, code, obj.get("reason"))
-                self.resource_version = ""  # 410 Gone: too old to resume from
+                self.resource_version, self.synced = "", False  # 410 Gone: too old to resume from
                 return
             rv = (obj.get("metadata") or {}).get("resourceVersion")
             if rv:
@@ -335,6 +475,8 @@ class Watch(threading.Thread):
                 self.handlers.deleted(self.cluster_id, self.kind, obj)
             elif self.kind == "Deployment":
                 self.handlers.deployment(self.cluster_id, obj)
+            else:
+                self.handlers.changed(self.cluster_id, self.kind, obj)
             close_old_connections()
 
 
@@ -360,7 +502,7 @@ class Observer:
             while not self.stop.is_set():
                 now = time.monotonic()
                 if now >= renew_at:
-                    leading = hold_lease(self.holder)
+                    leading = hold_lease(self.holder, clusters=self.in_sync() if self.leading else [])
                     renew_at = now + LEASE_S / 3
                     if leading != self.leading:
                         log.info("observer %s %s", self.holder, "leads" if leading else "stands by")
@@ -386,11 +528,20 @@ class Observer:
         try:
             hand_out()
             self.handlers.recheck_rollouts()
+            self.handlers.recheck_written()
             if time.monotonic() >= self.freeze_checked + FREEZE_CHECK_S:  # freeze windows starting and ending
                 self.freeze_checked = time.monotonic()
                 freeze.refresh()
         except Exception:
             log.exception("observer tick failed")
+
+    def in_sync(self) -> list[int]:
+        """The clusters whose every watch is running and in sync."""
+        kinds: dict[int, int] = {}
+        for (cluster_id, _), watch in list(self.watches.items()):
+            if watch.is_alive() and watch.synced:
+                kinds[cluster_id] = kinds.get(cluster_id, 0) + 1
+        return [cluster_id for cluster_id, count in kinds.items() if count == len(WATCHED)]
 
     def _sync_watches(self) -> None:
         clusters = set(Cluster.objects.values_list("pk", flat=True))

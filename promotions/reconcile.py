@@ -48,7 +48,7 @@ from django.utils import timezone
 from environments.models import Artifact, Binding, Cluster, Follow, Kind, Phase, Resource, SourceType
 from environments.selectors import latest_artifact
 
-from . import governance, guard, metrics, mirror, notifications, queue, rollout
+from . import applied, governance, guard, metrics, mirror, notifications, queue, rollout, rows
 from .kube import IMAGESOURCE_API, ClusterClient, ClusterError, fingerprint as kube_fingerprint
 from .models import Promotion
 from .registry import RegistryError, parse_reference
@@ -128,10 +128,15 @@ class Plan:
         return not (self.image_changed or self.config_changed or self.full)
 
 
+UNKNOWN = object()  # an argument the caller doesn't know: the callee reads it
+
+
 @dataclass
 class Claim:
     token: str
     started: datetime
+    # Given back already, with the record (see record(release_now=...)): release() has nothing to do.
+    released: bool = False
 
 
 def up_to_date(resource: Resource) -> bool:
@@ -146,8 +151,7 @@ def claim(resource_id: int) -> Claim | None:
     """Take the resource for this worker, unless another one holds a live claim."""
     now = timezone.now()
     token = secrets.token_hex(8)
-    taken = Resource.objects.filter(pk=resource_id).filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)).update(
-        claimed_until=now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S), claim_token=token)
+    taken = rows.claim(resource_id, token, now, now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S))
     return Claim(token, now) if taken else None
 
 
@@ -165,6 +169,8 @@ def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None
     """Give the resource back. `done`: desired state as of the claim is reconciled, so a
     dirty mark from before the claim goes; one made since (a change that arrived while
     this reconcile ran) stays, and is reconciled again right away."""
+    if held.released:
+        return
     if done and recheck_at is None and backoff_until is None:
         # The usual end, in one statement: nothing changed meanwhile and nothing is scheduled.
         if Resource.objects.filter(pk=resource_id, claim_token=held.token, next_check_at__isnull=True).filter(
@@ -229,13 +235,11 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         return None  # another worker holds it; its release sees any change made meanwhile
     done, recheck_at, cluster, backoff_until = False, None, "", None
     try:
-        resource = (
-            Resource.objects.select_related("environment__cluster", "environment__project", "promote_from__environment__cluster")
-            .filter(pk=resource_id).first()
-        )
-        if resource is None:
+        loaded = _load(resource_id)
+        if loaded is None:
             done = True
             return None  # deleted meanwhile: cleanup has its own task
+        resource = loaded.resource
         cluster = resource.environment.cluster.name
         metrics.reconcile_attempt(cluster)
         outage = batch.down_clusters.get(resource.environment.cluster.name) if batch is not None else None
@@ -275,7 +279,8 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                     done, recheck_at = True, held_by.recheck_at
                     return None
                 target = _what_runs(resource)  # the sweep still repairs what runs
-            _mark_applying(resource, target)
+            if loaded.has_queued:
+                _mark_applying(resource, target)
             if _crosses_clusters(resource):
                 extend(resource.pk, held, settings.HOIST_MIRROR_DEADLINE_S + 60)
                 long_call = True
@@ -283,7 +288,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             if long_call or _older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2):
                 extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S)  # renewed (and back from a long call's)
             drift = observe_drift(kube, resource) if sweep else None
-            objects = desired_objects(resource, image, target.digest)
+            objects = desired_objects(resource, image, target.digest, env_vars=None if loaded.has_env_vars else [])
             fingerprint = config_hash(objects)
             plan = Plan(
                 image_changed=image != resource.current_image,
@@ -298,8 +303,10 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                     Resource.objects.filter(pk=resource.pk).update(applied_seq=target.sequence)
                 done = True
                 return Outcome(changed=False, digest=target.digest, note="up to date")
-            health = apply_objects(kube, resource, objects, target, image, plan, held)
-            outcome = record(resource, held, target, image, drift, health)
+            health = apply_objects(kube, resource, objects, target, image, plan, held,
+                                   latest_artifact=loaded.latest_artifact)
+            # Nothing to look at later: the record gives the claim back in its own transaction.
+            outcome = record(resource, held, target, image, drift, health, release_now=recheck_at is None)
             if outcome is None and not Resource.objects.filter(pk=resource.pk).exists():
                 _clean_up_after(resource)  # deleted while this reconcile applied: take it out again
             done = outcome is not None
@@ -318,6 +325,16 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         raise
     finally:
         release(resource_id, held, recheck_at=recheck_at, done=done, backoff_until=backoff_until)
+
+
+def _load(resource_id: int) -> rows.Loaded | None:
+    """The resource with what a reconcile reads of its environment, cluster, project and
+    upstream, in one statement (promotions.rows), which also says whether it has env vars,
+    queued promotions and freeze windows: each "no" is a query not made."""
+    loaded = rows.load(resource_id)
+    if loaded is not None and not loaded.has_freeze_windows:
+        rows.known_empty(loaded.resource.environment, "freeze_windows")  # what governance.hold reads
+    return loaded
 
 
 def _retry_at(resource_id: int, exc: Exception) -> datetime:
@@ -625,13 +642,14 @@ def secret_name(resource: Resource) -> str:
     return f"{resource.name}-env"
 
 
-def desired_objects(resource: Resource, image: str, digest: str) -> dict[str, dict | None]:
-    """Every object the resource owns in its cluster; None means "must not exist"."""
+def desired_objects(resource: Resource, image: str, digest: str, *, env_vars: list | None = None) -> dict[str, dict | None]:
+    """Every object the resource owns in its cluster; None means "must not exist".
+    `env_vars`: the resource's, when the caller knows them already (else they are read)."""
     namespace = resource.environment.namespace
     labels = labels_for(resource)
     selector = selector_for(resource.environment.project.slug, resource.environment.slug, resource.name)
     meta = {"name": resource.name, "namespace": namespace, "labels": labels}
-    env_vars = list(resource.env_vars.order_by("name"))
+    env_vars = list(resource.env_vars.order_by("name")) if env_vars is None else env_vars
     secret_data = {var.name: var.value for var in env_vars if var.secret}
     if resource.database_url:
         secret_data["DATABASE_URL"] = resource.database_url
@@ -719,32 +737,43 @@ class LostClaim(ClusterError):
 
 
 def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target: Target, image: str,
-                  plan: Plan, held: Claim | None = None) -> rollout.Health:
+                  plan: Plan, held: Claim | None = None, *, latest_artifact=UNKNOWN) -> rollout.Health:
     """Apply what the plan says changed, read the rollout, then publish to dependants.
 
     The Deployment is applied whenever the image or config changed; Secret,
-    Service and Ingress when the config changed; the drift sweep and a repair
+    Service and Ingress when the config changed (or Hoist has no record of
+    writing them, see promotions.applied); the drift sweep and a repair
     (`plan.full`) apply everything. The ImageSource comes last: its status
     says what this resource published and what it runs healthy, so it is
     written once the rollout has been read.
     """
     config = plan.config_changed or plan.full
+    # What each write returned (see promotions.applied); recorded with the apply.
+    versions = dict(resource.applied_versions or {})
     for kind in ("Secret", "Deployment", "Service", "Ingress"):
-        if kind != "Deployment" and not config:
+        # An object Hoist wants but has no record of writing (it was applied before Hoist kept
+        # records) is applied too: from then on the observer can tell others' writes to it.
+        if kind != "Deployment" and not config and (objects[kind] is None or kind in versions):
             continue
         obj = objects[kind]
         if obj is None:
             name = secret_name(resource) if kind == "Secret" else resource.name
             kube.delete(API_VERSIONS[kind], kind, resource.environment.namespace, name)
+            versions.pop(kind, None)
         else:
-            _apply_in_namespace(kube, resource, obj)
+            versions[kind] = applied.marker(kind, _apply_in_namespace(kube, resource, obj))
     health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
-    own_artifact(resource, target, image, plan, held)
-    if health.state == rollout.HEALTHY and health.image == image:
-        # It runs: what same-cluster dependants that follow "healthy" may take now.
-        Artifact.objects.filter(resource=resource, digest=target.digest, healthy_at__isnull=True).update(healthy_at=timezone.now())
-    _apply_image_source(kube, resource, objects["ImageSource"], image, target.digest)
+    runs = health.state == rollout.HEALTHY and health.image == image
+    now = timezone.now()
+    artifact = own_artifact(resource, target, image, plan, held, healthy_at=now if runs else None,
+                            latest=latest_artifact)
+    if runs and not (artifact is not None and artifact.healthy_at == now):
+        # It runs: what same-cluster dependants that follow "healthy" may take now (an
+        # artifact this apply just published was written healthy already).
+        Artifact.objects.filter(resource=resource, digest=target.digest, healthy_at__isnull=True).update(healthy_at=now)
+    versions["ImageSource"] = applied.marker("ImageSource", _apply_image_source(kube, resource, objects["ImageSource"], image, target.digest))
     resource.config_hash = plan.fingerprint
+    resource.applied_versions = versions
     return health
 
 
@@ -768,14 +797,16 @@ def _apply_in_namespace(kube: ClusterClient, resource: Resource, obj: dict, subr
             raise
 
 
-def _apply_image_source(kube: ClusterClient, resource: Resource, image_source: dict, image: str, digest: str) -> None:
+def _apply_image_source(kube: ClusterClient, resource: Resource, image_source: dict, image: str, digest: str) -> dict:
+    """Apply the ImageSource and write its status; returns the object as the status write left it."""
     kube.ensure_crd()
-    applied = _apply_in_namespace(kube, resource, image_source)
-    publish_status(kube, resource, image, digest, generation=(applied or {}).get("metadata", {}).get("generation", 1))
+    written = _apply_in_namespace(kube, resource, image_source)
+    return publish_status(kube, resource, image, digest, generation=(written or {}).get("metadata", {}).get("generation", 1))
 
 
-def publish_status(kube: ClusterClient, resource: Resource, image: str, digest: str, *, generation: int | None = None) -> None:
-    """Write the ImageSource status from Hoist's records (what it published, what runs healthy).
+def publish_status(kube: ClusterClient, resource: Resource, image: str, digest: str, *, generation: int | None = None) -> dict:
+    """Write the ImageSource status from Hoist's records (what it published, what runs healthy);
+    returns the object as stored.
 
     The whole status every time: server-side apply removes fields Hoist owned
     and left out.
@@ -784,7 +815,8 @@ def publish_status(kube: ClusterClient, resource: Resource, image: str, digest: 
     if generation is not None:
         status["observedGeneration"] = generation
     meta = {"name": resource.name, "namespace": resource.environment.namespace}
-    kube.apply({"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": meta, "status": status}, subresource="status")
+    return kube.apply({"apiVersion": IMAGESOURCE_API, "kind": "ImageSource", "metadata": meta, "status": status},
+                      subresource="status") or {}
 
 
 def observe_drift(kube: ClusterClient, resource: Resource) -> str | None:
@@ -802,16 +834,25 @@ def observe_drift(kube: ClusterClient, resource: Resource) -> str | None:
 # --- step 4: record ----------------------------------------------------------------------------
 
 
-def own_artifact(resource: Resource, target: Target, image: str, plan: Plan, held: Claim | None = None) -> Artifact | None:
+def own_artifact(resource: Resource, target: Target, image: str, plan: Plan, held: Claim | None = None, *,
+                 healthy_at: datetime | None = None, latest=UNKNOWN) -> Artifact | None:
     """What this resource publishes to its own dependants.
 
     An image source publishes its own artifacts; a promoted resource
     re-publishes what it applies (so dev → staging → prod follows what each
     hop actually runs), keeping the first publish time for latency figures.
+    `healthy_at`: the rollout was read healthy then; a new artifact is written so.
+    `latest`: the (id, digest) of the resource's own newest artifact (or None), when the caller
+    read it under this claim: only its holder publishes in a resource's order.
     """
     if resource.source_type == SourceType.IMAGE:
         return target.source_artifact
-    latest = resource.artifacts.order_by("-sequence").first()
+    if latest is UNKNOWN:
+        latest = next(iter(resource.artifacts.order_by("-sequence")[:1]), None)
+    elif latest is not None and latest[1] == target.digest:
+        latest = next(iter(resource.artifacts.order_by("-sequence")[:1]), None)  # a retry: the row itself
+    else:
+        latest = None  # none yet, or another digest: this apply publishes anew
     if latest is not None and latest.digest == target.digest:
         return latest  # a config change, a repair, or a retry of this very apply
     sequence = _next_artifact_sequence(resource.pk, held)
@@ -820,11 +861,13 @@ def own_artifact(resource: Resource, target: Target, image: str, plan: Plan, hel
     resource.artifact_seq = sequence
     # No transaction around the two: if the insert failed, the sequence would have a gap,
     # which nothing minds (order is all a sequence promises); it saves three round trips.
-    return Artifact.objects.create(
+    artifact = Artifact(
         resource=resource, sequence=sequence, repository=parse_reference(image).name, digest=target.digest,
         origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
-        first_published_at=target.first_published_at or timezone.now(),
+        first_published_at=target.first_published_at or timezone.now(), healthy_at=healthy_at,
     )
+    rows.insert(artifact)
+    return artifact
 
 
 def _next_artifact_sequence(resource_id: int, held: Claim | None) -> int | None:
@@ -844,16 +887,25 @@ def _next_artifact_sequence(resource_id: int, held: Claim | None) -> int | None:
 
 
 def record(resource: Resource, held: Claim, target: Target, image: str, drift: str | None,
-           health: rollout.Health) -> Outcome | None:
+           health: rollout.Health, *, release_now: bool = False) -> Outcome | None:
     """Record the apply, compare-and-set: only while the claim is still this worker's, and
-    never behind what the resource already runs. None when it was not recorded."""
+    never behind what the resource already runs. None when it was not recorded.
+
+    The rollout read right after the apply is recorded in the same UPDATE of the row
+    (rollout.record's `pending`); when it runs healthy already, the promotions are written
+    healthy at once. `release_now`: nothing is to be looked at later, so the claim is given
+    back in this same UPDATE when nothing changed meanwhile (else release() does it).
+    """
     now = timezone.now()
+    runs = health.state == rollout.HEALTHY and health.image == image  # what rollout.record will judge healthy
+    released = False
     with transaction.atomic():
         # FOR NO KEY UPDATE, not FOR UPDATE: a dependant recording at the same time checks its
         # promote_from key against this row at commit (FOR KEY SHARE, PostgreSQL's foreign-key
         # check), while this transaction marks that dependant dirty: with FOR UPDATE the two
         # waited on each other (a deadlock, seen in the fan-out benchmark).
-        locked = Resource.objects.select_for_update(no_key=True).filter(pk=resource.pk).first()
+        row = rows.lock(resource.pk)
+        locked = row.resource if row is not None else None
         if locked is None or locked.claim_token != held.token:
             log.warning("reconcile of %s lost its claim before recording; the worker that took over records", resource)
             return None
@@ -865,53 +917,71 @@ def record(resource: Resource, held: Claim, target: Target, image: str, drift: s
             return None
         previous = locked.current_digest
         changed = previous != target.digest
-        open_ = list(locked.promotions.filter(status__in=Promotion.OPEN).order_by("queued_at", "id"))
+        open_ = list(locked.promotions.filter(status__in=Promotion.OPEN).order_by("queued_at", "id")) if row.has_open else []
         latency = (now - target.first_published_at).total_seconds() if target.first_published_at else None
         matched = [p for p in open_ if p.to_digest == target.digest]
         for promotion in matched:
+            update_fields = []
             if promotion.status != Promotion.Status.ROLLING_OUT:
                 promotion.status, promotion.applied_at, promotion.latency_s = Promotion.Status.ROLLING_OUT, now, latency
                 promotion.attempts += 1
-                promotion.save(update_fields=["status", "applied_at", "latency_s", "attempts"])
+                update_fields = ["status", "applied_at", "latency_s", "attempts"]
+            if runs:  # rolling out and healthy in one write
+                update_fields = list(dict.fromkeys(update_fields + rollout.mark_healthy(promotion, now)))
+            if update_fields:
+                promotion.save(update_fields=update_fields)
         # Older requests this apply overtakes (a newer publish, a re-edited pin, a rollback).
         stale = [p.pk for p in open_ if p not in matched]
         if stale:
             Promotion.objects.filter(pk__in=stale).update(status=Promotion.Status.SUPERSEDED)
         recorded_promotion = matched[-1] if matched else None
+        created = None
         if drift is not None:
-            recorded_promotion = Promotion.objects.create(
+            created = Promotion(
                 resource=locked, from_digest=drift.rpartition("@")[2] if "@" in drift else "", to_digest=target.digest,
                 reason=Promotion.Reason.DRIFT, status=Promotion.Status.ROLLING_OUT, applied_at=now, attempts=1,
                 actor_label=f"drift repair: cluster ran {drift}", artifact=target.source_artifact,
             )
         elif changed and (not matched or target.reason == Promotion.Reason.ROLLBACK):
-            recorded_promotion = Promotion.objects.create(
+            created = Promotion(
                 resource=locked, from_digest=previous, to_digest=target.digest, reason=target.reason,
                 status=Promotion.Status.ROLLING_OUT, applied_at=now, latency_s=latency, attempts=1,
                 artifact=target.source_artifact,
                 actor_label=f"rollback: {previous[:19]}… failed" if target.reason == Promotion.Reason.ROLLBACK else "Hoist",
             )
-            if target.reason == Promotion.Reason.ROLLBACK:  # the project's webhooks hear of it after commit
+        if created is not None:
+            if runs:
+                rollout.mark_healthy(created, now)
+            rows.insert(created)
+            recorded_promotion = created
+            if drift is None and target.reason == Promotion.Reason.ROLLBACK:  # the project's webhooks hear of it after commit
                 notifications.promotion_event(resource, "promotion.rolled_back", target.digest,
                                               promotion=recorded_promotion, from_digest=previous)
         fields = {"current_digest": target.digest, "current_image": image, "reconciled_at": now,
-                  "config_hash": resource.config_hash}
+                  "config_hash": resource.config_hash, "applied_versions": resource.applied_versions}
         if changed or locked.phase != Phase.READY or locked.healthy_digest != target.digest:
             fields.update(phase=Phase.PROGRESSING, message="rolling out")  # else: still healthy (a sweep, a config change)
         if target.sequence:
             fields["applied_seq"] = target.sequence
         if target.reason == Promotion.Reason.ROLLBACK or changed:
             fields.update(rollout_ready=0, rollout_total=0)
-        Resource.objects.filter(pk=locked.pk).update(**fields)
+        if release_now and locked.next_check_at is None and (locked.dirty_at is None or locked.dirty_at <= held.started):
+            # release()'s usual end, in this UPDATE: nothing changed since the claim, nothing scheduled.
+            fields.update(claimed_until=None, claim_token="", backoff_until=None, failures_in_a_row=0, dirty_at=None)
+            released = True
         for name, value in fields.items():
             setattr(resource, name, value)
             setattr(locked, name, value)
         locked.environment = resource.environment  # loaded already: its name is in every log line
-        recorded = rollout.record(resource.pk, health, claim_token=held.token, locked=locked)
+        # Writes `fields` with what the rollout says, in one UPDATE.
+        recorded = rollout.record(resource.pk, health, claim_token=held.token, locked=locked, pending=fields,
+                                  promotions_settled=runs, promotion=created, announce=row.hooked)
         # Dependants that follow what just happened, queued on commit with this record.
         if changed or recorded.became == rollout.HEALTHY:
-            rollout.fan_out(resource, published=changed, healthy=recorded.became == rollout.HEALTHY)
+            if row.followed:  # someone tracks it (read with the lock: no query for the many that nobody follows)
+                rollout.fan_out(resource, published=changed, healthy=recorded.became == rollout.HEALTHY)
             queue.enqueue_keep(resource.pk, image)  # keep tags: what it runs now, and its rollback candidates
+    held.released = released  # committed: release() has nothing left to do
     note = "newly healthy" if recorded.became == rollout.HEALTHY else ""
     if changed or note or drift is not None:
         log.info("applied %s to %s (%s)", target.digest[:19], resource, health.summary,

@@ -1,7 +1,8 @@
 """Registry client: the one module in Hoist that talks to container registries.
 
 It speaks the OCI distribution API (docker/distribution, Harbor, GHCR, Docker Hub …)
-over httpx and nothing else. Plain Python, no Django: callers pass settings in.
+over httpx and nothing else (blob bodies on a transport of its own, `_BlobTransport`).
+Plain Python, no Django: callers pass settings in.
 
 What the rest of Hoist relies on (DESIGN.md guarantees 1 and 4):
 
@@ -10,9 +11,11 @@ What the rest of Hoist relies on (DESIGN.md guarantees 1 and 4):
 * ``copy`` mirrors an image *by digest*: manifest bytes are copied verbatim (the
   digest is over the bytes, so JSON is never re-serialised), every blob is present
   at the destination before any manifest that references it is pushed, children
-  before their index, and every digest is verified on the way. If anything fails
-  mid-way no manifest has been pushed, so a half-copied image can never be
-  referenced; calling ``copy`` again resumes (present blobs are skipped).
+  before their index, and every digest is verified on the way (a blob's before its
+  last byte is sent). If anything fails mid-way no manifest has been pushed, so a
+  half-copied image can never be referenced; calling ``copy`` again resumes
+  (present blobs are skipped). A blob is one POST and one monolithic PUT streamed
+  from the source's GET, in bounded memory.
 * Every failure is a ``RegistryError`` whose ``retryable`` says whether trying again
   later can help (network, 5xx, 429) or not (bad reference, auth, not found, digest
   mismatch). Its message is written for an operator reading a Promotion record.
@@ -24,14 +27,19 @@ import base64
 import datetime
 import email.utils
 import hashlib
+import http.client
 import ipaddress
 import json
 import logging
+import os
 import re
+import select
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Union
 from urllib.parse import quote
@@ -306,7 +314,7 @@ class RegistryClient:
     (``callable(host) → "http" | "https"``) overrides everything.
     ``max_workers``: blobs copied in parallel within one ``copy`` call.
     ``chunk_size``: read size when streaming blobs; memory per transfer stays about
-    this size whatever the blob size.
+    two chunks whatever the blob size.
     ``timeout``/``connect_timeout``: per network step (connect, each read); ``deadline()``
     bounds a whole call on top.
     ``policy``: the outbound policy (``environments.outbound``), checked on the host
@@ -346,14 +354,22 @@ class RegistryClient:
         self._policy = policy
         self._own_http = http_client is None
         limits = httpx.Limits(max_connections=max(20, 4 * self.max_workers), max_keepalive_connections=max(10, 2 * self.max_workers))
-        self._http = http_client or httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            verify=verify,
-            follow_redirects=False,  # redirects are followed only for blob downloads (CDNs, S3)
-            limits=limits,
-            headers={"User-Agent": user_agent},
-            transport=_policed_transport(policy, verify=verify, limits=limits) if policy is not None else None,
-        )
+        common = dict(timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                      follow_redirects=False,  # redirects are followed only for blob downloads (CDNs, S3)
+                      headers={"User-Agent": user_agent})
+        if http_client is not None:
+            self._http = self._bulk = http_client  # tests script every request through one client
+        else:
+            context = _ssl_context(verify)
+            self._http = httpx.Client(
+                verify=context, limits=limits, **common,
+                transport=_policed_transport(policy, verify=context, limits=limits) if policy is not None else None,
+            )
+            # Blob bodies (most of a mirror's bytes) take their own transport: see _BlobTransport.
+            self._bulk = httpx.Client(
+                verify=context, **common,
+                transport=_BlobTransport(policy, context, chunk_size=self.chunk_size, max_idle=2 * self.max_workers),
+            )
         self._deadline = threading.local()
         self._lock = threading.Lock()
         self._challenges: dict[str, _Challenge] = {}  # host → how it asked us to authenticate
@@ -375,6 +391,7 @@ class RegistryClient:
     def close(self) -> None:
         if self._own_http:
             self._http.close()
+            self._bulk.close()
 
     def __enter__(self) -> "RegistryClient":
         return self
@@ -540,13 +557,17 @@ class RegistryClient:
         follow_redirects: bool = False,
         replayable: bool = True,
         timeout: float | None = None,
+        bulk: bool = False,
     ) -> httpx.Response:
         """Send one request, answering at most one auth challenge; map transport failures.
 
         Returns the response whatever its status (callers decide what a 404 means);
         a still-401/403 response means authentication failed. ``replayable=False``
         (a streamed body) skips the challenge retry: the body cannot be sent twice.
+        ``bulk``: a blob's body goes through it (the blob transport); everything else
+        about the request (policy, auth, pacing, timeouts, metrics) is the same.
         """
+        client = self._bulk if bulk else self._http
         hdrs = dict(headers or {})
         self._check_policy(host)
         auth = self._auth_header(host, scopes)
@@ -559,8 +580,8 @@ class RegistryClient:
             self._paced(host, what)
             try:
                 extra = self._timeout_within_deadline(timeout, what, host)
-                request = self._http.build_request(method, url, headers=hdrs, content=content, **extra)
-                resp = self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+                request = client.build_request(method, url, headers=hdrs, content=content, **extra)
+                resp = client.send(request, stream=stream, follow_redirects=follow_redirects)
             except OutboundRefused as e:
                 self._observed(host, "refused")
                 raise _refused(e, what) from None
@@ -796,9 +817,12 @@ class RegistryClient:
     def _copy_blobs(self, src, dest, descs: list[dict], same_registry: bool, src_scopes, dest_scopes, progress) -> dict[str, int]:
         counts = {"blobs_copied": 0, "blobs_skipped": 0, "blobs_mounted": 0, "bytes_copied": 0}
         lock = threading.Lock()
+        # The copy's deadline is the caller thread's; the copy threads keep it too.
+        ends = getattr(self._deadline, "at", None)
 
         def one(desc: dict) -> None:
-            action, nbytes = self._copy_blob(src, dest, desc, same_registry, src_scopes, dest_scopes)
+            with _Deadline(self._deadline, ends) if ends is not None else nullcontext():
+                action, nbytes = self._copy_blob(src, dest, desc, same_registry, src_scopes, dest_scopes)
             with lock:
                 counts[f"blobs_{action}"] += 1
                 counts["bytes_copied"] += nbytes
@@ -871,7 +895,14 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     def _stream_blob(self, src: ImageRef, dest: ImageRef, desc: dict, upload_url: httpx.URL, src_scopes, dest_scopes) -> int:
-        """Pipe one blob from source GET into destination PUT, chunk by chunk, hashing on the way."""
+        """Pipe one blob from the source's GET into one monolithic PUT at the destination.
+
+        The bytes pass through as read, ``chunk_size`` at a time (memory per transfer is
+        about two chunks whatever the blob size), hashed on the way. The digest is
+        checked before the last chunk is sent: a source serving other bytes (or more,
+        or fewer) fails the PUT before its last byte, so not even a destination that
+        skipped its own check could commit them.
+        """
         digest = desc["digest"]
         size = desc.get("size")
         what = f"downloading blob {digest} from {src.name}"
@@ -884,6 +915,7 @@ class RegistryClient:
             headers=_IDENTITY,
             stream=True,
             follow_redirects=True,  # S3/CDN backed registries redirect blob downloads
+            bulk=True,
         )
         try:
             if source.status_code != 200:
@@ -896,16 +928,41 @@ class RegistryClient:
             hasher = hashlib.sha256()
             sent = 0
 
+            def verify() -> None:
+                computed = "sha256:" + hasher.hexdigest()
+                if computed != digest:
+                    raise RegistryError(f"blob {digest} from {src.name} has content hashing to {computed}: the source is "
+                                        "corrupt; refusing it")
+
             def body() -> Iterator[bytes]:
                 nonlocal sent
+                held = b""
                 try:
-                    # iter_raw: pass the bytes through untouched; the digest check below is the judge.
-                    for chunk in source.iter_raw(self.chunk_size):
-                        hasher.update(chunk)
+                    # iter_raw: the bytes exactly as served (no decoding); the digest is the judge.
+                    for chunk in source.iter_raw():
+                        hasher.update(chunk)  # releases the GIL: the other copies go on meanwhile
+                        self._remaining(what, src.registry)  # a host trickling bytes runs out of time here
+                        if size is None:
+                            # Length unknown: each chunk waits for the next, the last for the digest check.
+                            chunk, held = held, chunk
+                            if not chunk:
+                                continue
+                        elif sent + len(chunk) >= size:
+                            if sent + len(chunk) > size:
+                                raise RegistryError(f"blob {digest} from {src.name} is larger than the {size} bytes its "
+                                                    "manifest says; refusing it")
+                            verify()  # the last bytes go only once all of them are known good
                         sent += len(chunk)
                         yield chunk
                 except httpx.HTTPError as e:
                     raise RegistryError(f"lost connection to {src.registry} while {what}: {e or type(e).__name__}", retryable=True) from e
+                if size is not None and sent != size:
+                    raise RegistryError(f"blob {digest} from {src.name} ended after {sent} of its {size} bytes; refusing it")
+                if not size:  # unknown, or empty: nothing was checked yet
+                    verify()
+                if held:
+                    sent += len(held)
+                    yield held
 
             headers = {"Content-Type": "application/octet-stream"}
             if size is not None:
@@ -920,13 +977,10 @@ class RegistryClient:
                 headers=headers,
                 content=body(),
                 replayable=False,
+                bulk=True,
             )
         finally:
             _close(source)
-        computed = "sha256:" + hasher.hexdigest()
-        if sent == (size if size is not None else sent) and computed != digest:
-            _close(resp)
-            raise RegistryError(f"blob {digest} from {src.name} has content hashing to {computed}: the source is corrupt; refusing it")
         if resp.status_code == 401:
             _close(resp)
             raise _AuthExpired()
@@ -943,6 +997,9 @@ class RegistryClient:
         _close(resp)
         if got and got != digest:
             raise RegistryError(f"{dest.name} stored blob {digest} under digest {got}; refusing to continue")
+        if sent != (size if size is not None else sent):
+            # The destination answered before taking the whole body: it did not store these bytes.
+            raise RegistryError(f"{dest.name} answered before blob {digest} was sent in full", retryable=True)
         return sent
 
     def _location(self, resp: httpx.Response, what: str) -> httpx.URL:
@@ -1172,12 +1229,7 @@ class _PolicedBackend(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"could not resolve {host}: {exc}") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        self._policy.check_connection(host, port, addresses)
+        addresses = _checked_addresses(self._policy, host, port, httpcore.ConnectError)
         last: Exception | None = None
         for address in addresses:
             try:
@@ -1194,8 +1246,19 @@ class _PolicedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+def _checked_addresses(policy: Policy, host: str, port: int, error: type[Exception]) -> list[str]:
+    """`host` resolved once, every address checked by the outbound policy (OutboundRefused)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise error(f"could not resolve {host}: {exc}") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    policy.check_connection(host, port, addresses)
+    return addresses
+
+
 def _policed_transport(policy: Policy, *, verify, limits: httpx.Limits) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(verify=verify, limits=limits)
+    transport = httpx.HTTPTransport(verify=_ssl_context(verify), limits=limits)
     # httpx doesn't take a network backend; its connection pool does. Swapped here,
     # before the first request; tests prove the policy is in force at connect time.
     pool = transport._pool
@@ -1203,6 +1266,285 @@ def _policed_transport(policy: Policy, *, verify, limits: httpx.Limits) -> httpx
         raise RuntimeError("httpcore changed: the outbound policy can't be installed on this version")
     pool._network_backend = _PolicedBackend(policy)
     return transport
+
+
+# --------------------------------------------------------------------------- TLS settings
+
+_ssl_contexts: dict[tuple, ssl.SSLContext] = {}
+_ssl_contexts_lock = threading.Lock()
+
+
+def _ssl_context(verify: bool | str | ssl.SSLContext) -> ssl.SSLContext:
+    """The process's one TLS context for a `verify` setting (True, False, a CA file or directory).
+
+    Building one parses the whole CA bundle: about 20 ms of CPU, which httpx spends on
+    every client and transport it makes. A context is only configuration, shared safely
+    by any number of connections and threads, so clients with the same setting share one.
+    """
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    key = (verify, os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
+    with _ssl_contexts_lock:
+        context = _ssl_contexts.get(key)
+        if context is None:
+            if isinstance(verify, str):
+                context = (ssl.create_default_context(capath=verify) if os.path.isdir(verify)
+                           else ssl.create_default_context(cafile=verify))
+            else:
+                context = httpx.create_ssl_context(verify=bool(verify))
+            _ssl_contexts[key] = context
+    return context
+
+
+# --------------------------------------------------------------------------- blob transport
+
+
+class _BlobConnection(http.client.HTTPConnection):
+    """One keep-alive HTTP/1.1 connection of the blob transport; it opens through the transport
+    (the outbound policy, TLS), never by itself."""
+
+    def __init__(self, transport: "_BlobTransport", scheme: str, host: str, port: int, connect_timeout: float | None):
+        super().__init__(host, port, timeout=connect_timeout)
+        self._transport = transport
+        self._scheme = scheme
+        self.idle_since = 0.0
+        self.request_stream: httpx.SyncByteStream | None = None  # the body of the request in flight
+
+    def connect(self) -> None:
+        self.sock = self._transport._open(self._scheme, self.host, self.port, self.timeout)
+
+
+def _unusable(sock) -> bool:
+    """An idle keep-alive connection that has something to read was closed by the server
+    (or sent what nobody asked for): don't send on it."""
+    if sock is None or sock.fileno() < 0:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _BlobTransport(httpx.BaseTransport):
+    """The httpx transport blob downloads and uploads take: HTTP/1.1 on plain sockets.
+
+    httpcore reads a body 64 KiB at a time through h11's buffer (two more copies of
+    every byte, a dozen Python frames a read) and sends a body by re-slicing it after
+    each partial send; for a mirror that was most of the client's CPU. Here the
+    stdlib's http.client does the framing (Content-Length, chunked, keep-alive), a
+    response body is read from the socket straight into the bytes handed on,
+    `chunk_size` at a time, and a request body goes out with sendall.
+
+    What stays as with the rest of the client: requests are built, authenticated,
+    paced, timed and redirected by httpx.Client (RegistryClient._send), timeouts are
+    the request's (connect, read, write), and every connection, a redirect's
+    included, is opened only to addresses the outbound policy allowed after DNS
+    (the name resolved once, the checked address connected to; TLS verifies the
+    name). Idle connections are kept per host for KEEPALIVE_S.
+    """
+
+    KEEPALIVE_S = 4.0  # below the usual server idle timeouts (5 s and up)
+
+    def __init__(self, policy: Policy | None, ssl_context: ssl.SSLContext, *, chunk_size: int, max_idle: int):
+        self._policy = policy
+        self._ssl_context = ssl_context
+        self._chunk_size = chunk_size
+        self._max_idle = max(1, max_idle)
+        self._idle: dict[tuple[str, str, int], list[_BlobConnection]] = {}
+        self._lock = threading.Lock()
+
+    # -- connections
+    def _open(self, scheme: str, host: str, port: int, timeout: float | None) -> socket.socket:
+        addresses = _checked_addresses(self._policy, host, port, httpx.ConnectError) if self._policy is not None else [host]
+        sock, last = None, None
+        for address in addresses:
+            try:
+                sock = socket.create_connection((address, port), timeout=timeout)
+                break
+            except socket.timeout as exc:
+                last = httpx.ConnectTimeout(f"connecting to {host}:{port} timed out")
+                last.__cause__ = exc
+            except OSError as exc:
+                last = httpx.ConnectError(f"could not connect to {host}:{port}: {exc}")
+        if sock is None:
+            raise last or httpx.ConnectError(f"{host} resolved to no address")
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
+        except socket.timeout:
+            sock.close()
+            raise httpx.ConnectTimeout(f"TLS handshake with {host}:{port} timed out") from None
+        except (OSError, ValueError) as exc:  # ssl.SSLError, certificate errors are OSErrors
+            sock.close()
+            raise httpx.ConnectError(f"TLS with {host}:{port} failed: {exc}") from None
+        return sock
+
+    def _checkout(self, key: tuple[str, str, int], connect_timeout: float | None) -> tuple[_BlobConnection, bool]:
+        stale = []
+        now = time.monotonic()
+        try:
+            with self._lock:
+                idle = self._idle.get(key)
+                while idle:
+                    conn = idle.pop()
+                    if now - conn.idle_since < self.KEEPALIVE_S and not _unusable(conn.sock):
+                        return conn, True
+                    stale.append(conn)
+        finally:
+            for conn in stale:
+                conn.close()
+        return _BlobConnection(self, *key, connect_timeout), False
+
+    def _checkin(self, key: tuple[str, str, int], conn: _BlobConnection) -> None:
+        conn.idle_since = time.monotonic()
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+    # -- one exchange
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"the blob transport speaks http and https, not {url.scheme!r}")
+        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        timeouts = request.extensions.get("timeout", {})
+        conn, reused = self._checkout(key, timeouts.get("connect"))
+        try:
+            try:
+                resp = self._exchange(conn, request, timeouts)
+            except _StaleConnection as stale:
+                # A kept-alive connection the server dropped meanwhile: the request goes again on
+                # a new one, unless part of a streamed body went already (its caller retries).
+                if not reused or not stale.replayable:
+                    raise stale.error from None
+                conn.close()
+                conn = _BlobConnection(self, *key, timeouts.get("connect"))
+                try:
+                    resp = self._exchange(conn, request, timeouts)
+                except _StaleConnection as again:
+                    raise again.error from None
+        except BaseException:
+            conn.close()  # a body half sent or a response half read: the connection is done
+            raise
+        version = b"HTTP/1.0" if resp.version == 10 else b"HTTP/1.1"
+        return httpx.Response(
+            resp.status,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.msg.items()],
+            stream=_BlobBody(self, key, conn, resp, self._chunk_size),
+            extensions={"http_version": version, "reason_phrase": (resp.reason or "").encode("latin-1", "replace")},
+        )
+
+    def _exchange(self, conn: _BlobConnection, request: httpx.Request, timeouts) -> http.client.HTTPResponse:
+        if conn.sock is None:
+            conn.connect()
+        sock = conn.sock
+        conn.request_stream = request.stream
+        chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        try:
+            sock.settimeout(timeouts.get("write"))
+            conn.putrequest(request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
+            for name, value in request.headers.raw:
+                conn.putheader(name, value)
+            conn.endheaders()
+        except socket.timeout as exc:
+            raise httpx.WriteTimeout("timed out sending the request") from exc
+        except OSError as exc:
+            raise _StaleConnection(httpx.WriteError(f"sending the request failed: {exc}"), replayable=True) from None
+        try:
+            # Exceptions raised by the body's producer (a RegistryError) pass through unchanged.
+            for part in request.stream:
+                if not part:
+                    continue
+                if chunked:
+                    sock.sendall(b"%x\r\n" % len(part))
+                    sock.sendall(part)
+                    sock.sendall(b"\r\n")
+                else:
+                    sock.sendall(part)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+        except socket.timeout as exc:
+            raise httpx.WriteTimeout("timed out sending the request body") from exc
+        except OSError as exc:
+            # The server may have answered early (a 401, a 413) and closed: read what it said.
+            early = self._response(conn, timeouts, quiet=True)
+            if early is None:
+                raise httpx.WriteError(f"sending the request body failed: {exc}") from None
+            return early
+        return self._response(conn, timeouts)
+
+    @staticmethod
+    def _response(conn: _BlobConnection, timeouts, *, quiet: bool = False) -> http.client.HTTPResponse | None:
+        try:
+            conn.sock.settimeout(timeouts.get("read"))
+            return conn.getresponse()
+        except Exception as exc:
+            if quiet:
+                return None
+            if isinstance(exc, socket.timeout):
+                raise httpx.ReadTimeout("timed out waiting for the response") from exc
+            if isinstance(exc, (http.client.RemoteDisconnected, ConnectionError)):
+                error = httpx.RemoteProtocolError(f"the server closed the connection: {exc}")
+                raise _StaleConnection(error, replayable=isinstance(conn.request_stream, httpx.ByteStream)) from None
+            if isinstance(exc, (OSError, http.client.HTTPException)):
+                raise httpx.RemoteProtocolError(f"unreadable response: {exc!r}") from None
+            raise
+
+
+class _StaleConnection(Exception):
+    """Internal: the connection failed before any answer (`error` is what to raise);
+    `replayable`: the request can go again (no body, a body in bytes, or none of it sent)."""
+
+    def __init__(self, error: httpx.TransportError, *, replayable: bool):
+        super().__init__(str(error))
+        self.error, self.replayable = error, replayable
+
+
+class _BlobBody(httpx.SyncByteStream):
+    """A response body read `chunk_size` at a time, each read landing in the bytes yielded."""
+
+    def __init__(self, transport: _BlobTransport, key, conn: _BlobConnection, resp: http.client.HTTPResponse, chunk_size: int):
+        self._transport, self._key, self._conn, self._resp = transport, key, conn, resp
+        self._chunk_size = chunk_size
+        self._complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        resp = self._resp
+        try:
+            while True:
+                chunk = resp.read(self._chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        except socket.timeout as exc:
+            raise httpx.ReadTimeout("timed out reading the response body") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise httpx.ReadError(f"reading the response body failed: {exc!r}") from None
+        if resp.length:  # http.client ends quietly when the peer closes early
+            raise httpx.RemoteProtocolError(f"the connection closed {resp.length} bytes before the end of the body")
+        self._complete = True
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._complete and self._resp.isclosed() and not self._resp.will_close:
+            self._transport._checkin(self._key, conn)
+        else:
+            self._resp.close()
+            conn.close()
 
 
 # --------------------------------------------------------------------------- outgoing notifications

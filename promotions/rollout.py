@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
-from django.db.models import DateTimeField, F, Q, Value
+from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from environments.models import Artifact, Binding, Follow, Phase, Resource
 
-from . import notifications, queue
+from . import notifications, queue, rows
 from .models import Promotion
 
 log = logging.getLogger(__name__)
@@ -85,27 +85,41 @@ class Recorded:
     resource: Resource | None = None
 
 
-def record(resource_id: int, health: Health, *, claim_token: str = "", locked: Resource | None = None) -> Recorded:
+def record(resource_id: int, health: Health, *, claim_token: str = "", locked: Resource | None = None,
+           pending: dict | None = None, promotions_settled: bool = False,
+           promotion: Promotion | None = None, announce: bool = True) -> Recorded:
     """Write what `health` says about the resource, if it is about what Hoist applied.
 
     A reconcile in progress holds a claim: the observer's word (no token) waits
     for it, so the reconcile, which applied the spec, records first. `locked`:
     the row as the caller holds it locked in its own transaction, up to date.
+    A reconcile passes what it writes to that row itself (`pending`, already set
+    on `locked`): one UPDATE carries both. `promotions_settled`: the caller has
+    already marked every open promotion to this digest healthy (see
+    mark_healthy); `promotion`: the one the news is about, when the caller
+    created it (else the newest for the digest is looked up). `announce=False`: the caller
+    knows the project has no active webhook, the only listener of these events
+    (promotions.notifications; a test keeps it so), so there is nobody to tell.
     """
     now = timezone.now()
     # Inside the caller's transaction (`locked`), no savepoint: two round trips fewer per reconcile.
     with transaction.atomic(savepoint=locked is None):
-        resource = locked or Resource.objects.select_for_update(no_key=True).filter(pk=resource_id).first()
-        if resource is None or not resource.current_image:
+        resource = locked or next(iter(Resource.objects.select_for_update(no_key=True).filter(pk=resource_id).order_by()), None)
+        if resource is None:
             return Recorded()
-        if resource.claimed_until and resource.claimed_until > now and resource.claim_token != claim_token:
-            return Recorded(resource=resource)  # the reconcile holding it records; the observer looks again
-        if health.state == MISSING or health.image != resource.current_image:
-            return Recorded(resource=resource)  # not what Hoist applied (drift is the observer's business)
-        fields = {"rollout_ready": health.ready, "rollout_total": health.total}
+        fields: dict = {}
         became = ""
         digest = resource.current_digest
-        if health.state == HEALTHY:
+        if not resource.current_image:
+            judged = None
+        elif resource.claimed_until and resource.claimed_until > now and resource.claim_token != claim_token:
+            judged = False  # the reconcile holding it records; the observer looks again
+        elif health.state == MISSING or health.image != resource.current_image:
+            judged = False  # not what Hoist applied (drift is the observer's business)
+        else:
+            judged = True
+            fields = {"rollout_ready": health.ready, "rollout_total": health.total}
+        if judged and health.state == HEALTHY:
             if resource.phase != Phase.READY or resource.healthy_digest != digest:
                 became = HEALTHY
                 fields.update(phase=Phase.READY, message="", healthy_digest=digest, healthy_at=now)
@@ -114,8 +128,9 @@ def record(resource_id: int, health: Health, *, claim_token: str = "", locked: R
                 if locked is None:  # a reconcile (`locked`) marked its artifact when it read the rollout
                     Artifact.objects.filter(resource=resource, digest=digest, healthy_at__isnull=True).update(healthy_at=now)
             # Also a repair's drift promotion on a resource that stayed healthy.
-            _promotions_healthy(resource, digest, now)
-        elif health.state == FAILED:
+            if not promotions_settled:
+                _promotions_healthy(resource, digest, now)
+        elif judged and health.state == FAILED:
             rollback_failed = bool(resource.failed_digest) and digest == resource.healthy_digest
             if resource.phase != Phase.FAILED or (resource.failed_digest != digest and not rollback_failed):
                 became = FAILED
@@ -132,31 +147,43 @@ def record(resource_id: int, health: Health, *, claim_token: str = "", locked: R
                 if (resource.rollback_on_failure and not rollback_failed and resource.healthy_digest
                         and resource.healthy_digest != digest):
                     fields["dirty_at"] = now  # the reconcile rolls back to the last healthy digest
-        else:
+        elif judged:
             if resource.phase not in (Phase.FAILED,) or resource.failed_digest != digest:
                 fields.update(phase=Phase.PROGRESSING, message=health.summary)
         for name, value in fields.items():
             setattr(resource, name, value)
-        Resource.objects.filter(pk=resource.pk).update(**fields)
+        if pending or fields:
+            rows.update(Resource, resource.pk, {**(pending or {}), **fields})
+        if not judged:
+            return Recorded(resource=resource) if judged is False else Recorded()
         if became == FAILED and "dirty_at" in fields:
             queue.enqueue_reconcile(resource.pk)
-        if became:  # the project's webhooks hear of it after commit (never blocks this record)
-            notifications.promotion_event(resource, f"promotion.{became}", digest, error=health.message if became == FAILED else "")
+        if became and announce:  # the project's webhooks hear of it after commit (never blocks this record)
+            notifications.promotion_event(resource, f"promotion.{became}", digest, promotion=promotion,
+                                          error=health.message if became == FAILED else "")
     if became:
         log.info("%s is %s on %s", resource, became, digest[:19],
                  extra={"resource": str(resource), "digest": digest, "rollout": became, "detail": health.message})
     return Recorded(became=became, resource=resource)
 
 
+HEALTHY_FIELDS = ["status", "healthy_at", "healthy_latency_s", "applied_at"]
+
+
+def mark_healthy(promotion: Promotion, now: datetime) -> list[str]:
+    """Set `promotion` healthy as of `now` (in memory); returns the fields to save."""
+    promotion.status, promotion.healthy_at = Promotion.Status.HEALTHY, now
+    first = promotion.artifact.first_published_at if promotion.artifact_id else None
+    if first is not None:
+        promotion.healthy_latency_s = (now - first).total_seconds()
+    if promotion.applied_at is None:
+        promotion.applied_at = now
+    return HEALTHY_FIELDS
+
+
 def _promotions_healthy(resource: Resource, digest: str, now: datetime) -> None:
     for promotion in Promotion.objects.filter(resource=resource, status__in=Promotion.OPEN, to_digest=digest).select_related("artifact"):
-        promotion.status, promotion.healthy_at = Promotion.Status.HEALTHY, now
-        first = promotion.artifact.first_published_at if promotion.artifact_id else None
-        if first is not None:
-            promotion.healthy_latency_s = (now - first).total_seconds()
-        if promotion.applied_at is None:
-            promotion.applied_at = now
-        promotion.save(update_fields=["status", "healthy_at", "healthy_latency_s", "applied_at"])
+        promotion.save(update_fields=mark_healthy(promotion, now))
 
 
 # --- what dependants see ----------------------------------------------------------------------
@@ -168,7 +195,7 @@ def _rfc3339(value: datetime | None) -> str:
     return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else ""
 
 
-def _artifact_status(artifact: Artifact, image: str) -> dict:
+def _artifact_status(artifact, image: str) -> dict:
     entry = {
         "image": image, "digest": artifact.digest, "sequence": artifact.sequence,
         "publishedAt": _rfc3339(artifact.published_at), "firstPublishedAt": _rfc3339(artifact.first_published_at),
@@ -189,11 +216,12 @@ def image_source_status(resource: Resource, image: str, digest: str) -> dict:
     # One query for both: the newest artifacts that are healthy or carry this digest (room for
     # a few publishes of this digest that never became healthy, ahead of the healthy ones).
     window = 2 * HISTORY
-    recent = list(resource.artifacts.filter(Q(digest=digest) | Q(healthy_at__isnull=False))
-                  .order_by("-sequence")[:window])
+    # Plain rows in one hand-written statement (promotions.rows): a reconcile writes this status
+    # every time.
+    recent = rows.status_artifacts(resource.pk, digest, window)
     published = next((a for a in recent if a.digest == digest), None)
     if published is None and len(recent) == window:  # older than every one read: look it up
-        published = resource.artifacts.filter(digest=digest).order_by("-sequence").first()
+        published = rows.newest_artifact(resource.pk, digest)
     if published is not None:
         status["publishedArtifact"] = _artifact_status(published, f"{repository}@{published.digest}")
     healthy = [a for a in recent if a.healthy_at is not None][:HISTORY]

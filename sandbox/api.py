@@ -107,14 +107,47 @@ def _json_body(req: Request):
         raise E.bad_request(f"couldn't get version/kind; json parse error: {exc}")
 
 
-def _strip_volatile(obj):
-    """Object without RV and managedFields timestamps (for no-op detection)."""
-    out = clone(obj)
-    meta = out.get("metadata", {})
-    meta.pop("resourceVersion", None)
-    for entry in meta.get("managedFields") or []:
-        entry.pop("time", None)
-    return out
+def _json_document(body: bytes | None) -> dict | None:
+    """An apply body that is a JSON object (what clients send: JSON is YAML), read as JSON,
+    several times faster than the YAML decoder; as the API server reads it too (its YAML
+    decoder takes JSON numbers such as 1e3 as numbers, where PyYAML's YAML 1.1 makes a
+    string of them). None for anything else (YAML proper, a JSON that isn't an object,
+    NaN and the like), which the YAML decoder reads."""
+    if not body or body.lstrip()[:1] != b"{":
+        return None
+    try:
+        document = json.loads(body, parse_constant=_not_json)
+    except ValueError:  # e.g. YAML flow style that isn't JSON
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _same_but_volatile(a: dict, b: dict) -> bool:
+    """Whether two versions of an object are equal but for the resourceVersion and the
+    managedFields timestamps (a write's no-op check), without copying either."""
+    if a.keys() != b.keys() or any(a[k] != b[k] for k in a if k != "metadata"):
+        return False
+    ma, mb = a.get("metadata", {}), b.get("metadata", {})
+    if not isinstance(ma, dict) or not isinstance(mb, dict):
+        return ma == mb
+    if {k for k in ma if k != "resourceVersion"} != {k for k in mb if k != "resourceVersion"}:
+        return False
+    if any(ma[k] != mb[k] for k in ma if k not in ("resourceVersion", "managedFields")):
+        return False
+    fa, fb = ma.get("managedFields"), mb.get("managedFields")
+    if not isinstance(fa, list) or not isinstance(fb, list) or len(fa) != len(fb):
+        return fa == fb
+    for ea, eb in zip(fa, fb):
+        if isinstance(ea, dict) and isinstance(eb, dict):
+            if {k: v for k, v in ea.items() if k != "time"} != {k: v for k, v in eb.items() if k != "time"}:
+                return False
+        elif ea != eb:
+            return False
+    return True
 
 
 class KubeApi:
@@ -293,9 +326,10 @@ class KubeApi:
         return obj
 
     def _out(self, rt, obj):
-        obj = clone(obj)
-        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-        return obj
+        # A new top level only: what it shares is either a copy already (reads) or a stored
+        # object, which nothing changes in place (writes store new objects), and answers are
+        # only serialized.
+        return {**obj, "apiVersion": rt.api_version, "kind": rt.kind}
 
     def _matching(self, rt, namespace, q) -> list:
         label = parse_label_selector(q.get("labelSelector"))
@@ -357,6 +391,8 @@ class KubeApi:
             return {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
                                                    "metadata": {"resourceVersion": str(rv_now)}}}
 
+        changed = store.watching(rt.store_key, namespace)  # woken by writes of what it watches only
+
         def events(is_closed):
             deadline = time.monotonic() + timeout
             with store.lock:
@@ -383,12 +419,12 @@ class KubeApi:
                 if bookmarks and time.monotonic() >= next_bookmark:
                     next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
                     yield bookmark(last)
-                with store.changed:
+                with changed:
                     if store.epoch != epoch:
                         return  # reset(): end the stream like a restarted apiserver would
                     evs = store.events_after(last)
                     if not evs:
-                        store.changed.wait(min(remaining, 0.2))
+                        changed.wait(min(remaining, 0.2))
                         if store.epoch != epoch:
                             return
                         evs = store.events_after(last)
@@ -551,7 +587,9 @@ class KubeApi:
         self._before_store(rt, obj, None)
         if ctx.dry_run:
             return Response(201, self._out(rt, obj))
-        stored = self.store.put(rt.store_key, obj)
+        # `obj` is this request's own; the stored object is only read from here on (a CRD's
+        # parts are kept by the registry: a copy of its own).
+        stored = self.store.put(rt.store_key, obj, owned=True, copy=rt.kind == "CustomResourceDefinition")
         self._after_store(rt, stored, None, "")
         return Response(201, self._out(rt, stored))
 
@@ -602,12 +640,12 @@ class KubeApi:
         if not apply_mode:
             ssa.track_update(old, new, ctx.manager, rt.root_node(), self._which(rt, sub), sub, rt.api_version,
                              now_ts())
-        if _strip_volatile(new) == _strip_volatile(old):
+        if _same_but_volatile(new, old):
             return Response(200, self._out(rt, old))  # no-op: no write, no new resourceVersion
         self._before_store(rt, new, old)
         if ctx.dry_run:
             return Response(200, self._out(rt, new))
-        stored = self.store.put(rt.store_key, new)
+        stored = self.store.put(rt.store_key, new, owned=True, copy=rt.kind == "CustomResourceDefinition")
         self._after_store(rt, stored, old, sub)
         return Response(200, self._out(rt, stored))
 
@@ -682,10 +720,12 @@ class KubeApi:
             # go-yaml (the apiserver's decoder) refuses "\ud83d"-style escapes: text outside
             # the BMP must arrive as UTF-8. PyYAML would take them, so check first.
             raise E.bad_request("error decoding YAML: yaml: line 1: found invalid Unicode character escape code")
-        try:
-            applied = yaml.load(req.body or b"", Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            raise E.bad_request(f"error decoding YAML: {exc}")
+        applied = _json_document(req.body)
+        if applied is None:
+            try:
+                applied = yaml.load(req.body or b"", Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except yaml.YAMLError as exc:
+                raise E.bad_request(f"error decoding YAML: {exc}")
         if not isinstance(applied, dict):
             raise E.bad_request("error decoding YAML: object expected")
         if not applied.get("apiVersion") or not applied.get("kind"):

@@ -280,7 +280,7 @@ class DeploymentController:
         final = clone(updated)
         final["status"] = status
         ssa.track_update(updated, final, MANAGER, node, "status", "status", rt.api_version, now)
-        return api.store.put(rt.store_key, final)
+        return api.store.put(rt.store_key, final, owned=True, copy=False)  # `final` is ours; callers only read
 
     # -- scheduler -------------------------------------------------------------
     def _schedule(self, uid, when):

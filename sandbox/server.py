@@ -17,7 +17,8 @@ injection, and a small admin API under `/_sandbox/` (no auth, no faults):
                                    after spec.progressDeadlineSeconds (replaces the list; [] releases)
                                ("clear" also resets hold_rollouts, rollout_seconds and fail_images)
     POST /_sandbox/reset       wipe all objects, CRDs and faults (pending rollout steps are dropped)
-    GET  /_sandbox/requests    recent requests (method, path, query, status, content_type)
+    GET  /_sandbox/requests    recent requests (method, path, query, status, content_type) and
+                               "total": every API request since the server started
 """
 from __future__ import annotations
 
@@ -224,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Response(200, app.faults.state()))
             return
         if path == "/_sandbox/requests" and method == "GET":
-            self._send(Response(200, {"requests": list(app.requests)}))
+            self._send(Response(200, {"requests": list(app.requests), "total": app.request_total}))
             return
         self._send(Response(404, {"error": f"no admin endpoint {method} {path}"}))
 
@@ -240,6 +241,10 @@ class SandboxServer:
         self.api = KubeApi()
         self.faults = Faults(self)
         self.requests: collections.deque = collections.deque(maxlen=2000)
+        # Every API request since start (the log above keeps only the last 2,000): what a
+        # benchmark counts, as the requests a real API server's metrics would.
+        self.request_total = 0
+        self._total_lock = threading.Lock()
         self._httpd = None
         self._state_lock = threading.Lock()
         self._conns: set = set()
@@ -339,5 +344,7 @@ class SandboxServer:
             self._conns.discard(conn)
 
     def _log(self, method, path, query, status, content_type):
+        with self._total_lock:
+            self.request_total += 1
         self.requests.append({"method": method, "path": path, "query": dict(query), "status": status,
                               "content_type": content_type})

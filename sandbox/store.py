@@ -25,8 +25,27 @@ class Event:
 class Store:
     def __init__(self):
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)  # any write, and reset()
+        # Per (store key, namespace or None for all): what a watch of that waits on, so a write
+        # wakes only the watches it may concern (with a watch per kind and namespace, most don't).
+        self._watching: dict = {}
         self.reset()
+
+    def watching(self, key, namespace=None) -> threading.Condition:
+        """The condition a watch of `key` objects (in `namespace`; None: in all) waits on:
+        notified on each write of such an object and on reset(). Shares the store lock."""
+        with self.lock:
+            condition = self._watching.get((key, namespace))
+            if condition is None:
+                condition = self._watching[(key, namespace)] = threading.Condition(self.lock)
+            return condition
+
+    def _notify(self, key, namespace) -> None:
+        for which in ((key, namespace), (key, None)):
+            condition = self._watching.get(which)
+            if condition is not None:
+                condition.notify_all()
+        self.changed.notify_all()
 
     def reset(self):
         with self.lock:
@@ -38,6 +57,8 @@ class Store:
             self.events: collections.deque = collections.deque(maxlen=EVENT_HISTORY)
             self.epoch = getattr(self, "epoch", 0) + 1  # lets open watches notice a reset
             self.changed.notify_all()
+            for condition in getattr(self, "_watching", {}).values():
+                condition.notify_all()
 
     # -- reads -----------------------------------------------------------
     def get(self, key, namespace, name):
@@ -73,20 +94,25 @@ class Store:
         self.rv += 1
         return self.rv
 
-    def put(self, key, obj: dict) -> dict:
-        """Create or replace; assigns a fresh resourceVersion. Returns a copy."""
+    def put(self, key, obj: dict, *, owned: bool = False, copy: bool = True) -> dict:
+        """Create or replace; assigns a fresh resourceVersion. Returns a copy.
+
+        `owned`: the caller hands `obj` over (it never touches it again), so it is stored
+        as is rather than copied. `copy=False` returns the stored object itself, for a
+        caller that only reads it (stored objects are never changed in place).
+        """
         with self.lock:
             meta = obj["metadata"]
             ident = (meta.get("namespace", ""), meta["name"])
             bucket = self.objects.setdefault(key, {})
             prev = bucket.get(ident)
             rv = self._bump()
-            stored = clone(obj)
+            stored = obj if owned else clone(obj)
             stored["metadata"]["resourceVersion"] = str(rv)
             bucket[ident] = stored
             self.events.append(Event(rv, key, "MODIFIED" if prev else "ADDED", stored, prev))
-            self.changed.notify_all()
-            return clone(stored)
+            self._notify(key, ident[0])
+            return clone(stored) if copy else stored
 
     def delete(self, key, namespace, name):
         with self.lock:
@@ -98,7 +124,7 @@ class Store:
             gone = clone(prev)
             gone["metadata"]["resourceVersion"] = str(rv)
             self.events.append(Event(rv, key, "DELETED", gone, prev))
-            self.changed.notify_all()
+            self._notify(key, namespace or "")
             return clone(gone)
 
     def delete_where(self, predicate) -> int:

@@ -15,7 +15,7 @@ from environments import display, freeze, keeps, selectors
 from environments.fields import mask
 from environments.models import (Artifact, Binding, Cluster, Environment, Follow, Keep, Kind, Phase, RegistryHost,
                                  Resource, SourceType)
-from core.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
+from core.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer, datetime_writer
 
 MASKS = ("set", "not set")
 MASK_HELP = 'Write-only. Reads back as "set" or "not set"; writing "set" or "not set" keeps the stored value, "" or null clears it.'
@@ -303,6 +303,14 @@ class StatusSerializer(serializers.Serializer):
 
 
 class ResourceSerializer(serializers.Serializer):
+    # A resource as the API reads it (comments, not a docstring: that would enter the OpenAPI schema).
+    # The fields declare the contract and the schema; `to_representation` writes the same keys in
+    # the same order by hand, because DRF's field by field machinery cost more than everything else
+    # of a list page (tests/api/test_list_representation.py holds the two to each other). A list
+    # passes in its context what its rows need beyond their own columns, read once for the page
+    # (`environments.api.reads.page_context`): `env` (never a secret's value), `watches`,
+    # `protection`, `now`. A single resource reads them itself.
+
     name = serializers.CharField()
     kind = serializers.ChoiceField(choices=Kind.choices)
     environment = serializers.CharField(source="environment.slug")
@@ -311,6 +319,28 @@ class ResourceSerializer(serializers.Serializer):
     status = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    _shared = None
+
+    def shared(self) -> dict:
+        """The context and a datetime writer (writing as the DateTimeFields above), looked up once for
+        all the rows of a list."""
+        if self._shared is None:
+            self._shared = {**self.context, "when": datetime_writer()}
+        return self._shared
+
+    def to_representation(self, resource: Resource) -> dict:
+        when = self.shared()["when"]
+        return {
+            "name": resource.name,
+            "kind": resource.kind,
+            "environment": resource.environment.slug,
+            "source": self.get_source(resource),
+            "config": self.get_config(resource),
+            "status": self.get_status(resource),
+            "created_at": when(resource.created_at),
+            "updated_at": when(resource.updated_at),
+        }
 
     @extend_schema_field(SOURCE_SCHEMA)
     def get_source(self, resource: Resource) -> dict:
@@ -327,16 +357,21 @@ class ResourceSerializer(serializers.Serializer):
 
     @extend_schema_field(ConfigSerializer)
     def get_config(self, resource: Resource) -> dict:
+        listed = self.shared().get("env")  # a list reads them once for the page, secrets' values left in the database
+        if listed is not None:
+            env = listed.get(resource.pk, [])
+        else:
+            env = [{"name": var.name, "value": None if var.secret else var.value, "secret": var.secret, "set": bool(var.value)}
+                   for var in resource.env_vars.all()]
+        # A list reads whether the URL is set, never the URL (reads.resource_list): all mask() needs.
+        database_url = resource.database_url_set if "database_url_set" in resource.__dict__ else resource.database_url
         return {
             "runtime": resource.runtime,
             "ports": resource.ports or [],
             "replicas": resource.replicas,
             "ingress_host": resource.ingress_host,
-            "database_url": mask(resource.database_url),
-            "env": [
-                {"name": var.name, "value": None if var.secret else var.value, "secret": var.secret, "set": bool(var.value)}
-                for var in resource.env_vars.all()
-            ],
+            "database_url": mask(database_url),
+            "env": env,
             "schedule": resource.schedule,
             "follow": resource.follow,
             "soak_seconds": resource.soak_seconds,
@@ -346,35 +381,39 @@ class ResourceSerializer(serializers.Serializer):
 
     @extend_schema_field(StatusSerializer)
     def get_status(self, resource: Resource) -> dict:
-        when = serializers.DateTimeField().to_representation
+        shared = self.shared()
+        when = shared["when"]
+        shown = display.display_state(resource, now=shared.get("now"), keyed=False)  # one decision for both fields
         return {
             "digest": resource.current_digest or None,
             "image": resource.current_image or None,
             "running_digest": resource.healthy_digest or None,
             "healthy_at": when(resource.healthy_at) if resource.healthy_at else None,
             "failed_digest": resource.failed_digest or None,
-            "rollout": resource.rollout,
-            "display": display.display_state(resource).as_dict(),
+            "rollout": display.rollout_summary(resource, shown),
+            "display": shown.as_dict(),
             "phase": resource.phase,
             "message": resource.message,
             "reconciled_at": when(resource.reconciled_at) if resource.reconciled_at else None,
-            "watch": self._watch(resource),
-            "protection": self._protection(resource),
+            "watch": self._watch(resource, shared),
+            "protection": self._protection(resource, shared),
         }
 
-    def _protection(self, resource: Resource) -> list[dict]:
-        found = self.context.get("protection")  # a list reads it once for the page
+    @staticmethod
+    def _protection(resource: Resource, shared: dict) -> list[dict]:
+        found = shared.get("protection")  # a list reads it once for the page
         listed = found.get(resource.pk, []) if found is not None else keeps.protection_of(resource)
-        when = serializers.DateTimeField().to_representation
+        when = shared["when"]
         return [{key: value for key, value in {**entry, "kept_at": when(entry["kept_at"]) if entry["kept_at"] else None}.items()
                  if key != "state_label"} for entry in listed]
 
-    def _watch(self, resource: Resource) -> dict | None:
-        watches = self.context.get("watches")  # a list reads them once for the page
+    @staticmethod
+    def _watch(resource: Resource, shared: dict) -> dict | None:
+        watches = shared.get("watches")  # a list reads them once for the page
         watch = watches.get(resource.pk) if watches is not None else selectors.tag_watch_of(resource)
         if watch is None:
             return None
-        when = serializers.DateTimeField().to_representation
+        when = shared["when"]
         return {**watch, **{k: when(watch[k]) if watch[k] else None for k in ("checked_at", "changed_at", "next_check_at")}}
 
 

@@ -16,7 +16,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
-from environments import freeze, keeps, selectors, services
+from environments import freeze, selectors, services
 from environments.models import Binding, Cluster, Environment, RegistryHost, Resource, SourceType
 from environments.selectors import clusters_visible_to
 from core.api.base import HoistViewSet
@@ -25,6 +25,7 @@ from projects.api.base import ENVIRONMENT_PARAM, PROJECT_PARAM, RESOURCE_PARAM, 
 from projects import audit, permissions
 from projects.models import Project, Role
 
+from . import reads
 from . import serializers as s
 from .approvals import AwaitingApprovalSerializer, awaiting_body
 from .etags import check_if_match, resource_etag
@@ -397,9 +398,9 @@ class ResourceViewSet(EnvironmentScopedViewSet):
         return Response(s.ResourceSerializer(resource).data, status=code, headers={"ETag": resource_etag(resource)})
 
     def list(self, request, project, environment):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        page = self.paginate_queryset(self.filter_queryset(reads.resource_list(self.environment)))
         # What each page's resources need beyond their rows, read once for the page.
-        context = {"watches": selectors.tag_watches_for(page), "protection": keeps.protection(page)}
+        context = reads.page_context(page, self.environment)
         return self.get_paginated_response(s.ResourceSerializer(page, many=True, context=context).data)
 
     def retrieve(self, request, project, environment, resource):

@@ -40,6 +40,28 @@ def test_the_sweep_queues_every_resource(dev, make_resource, clusters, sync_task
     assert image_of(clusters["a"], "shop-dev", "api").endswith(digest(2))
 
 
+def test_the_sweep_leaves_clusters_the_observer_watches_to_it(dev, prod, make_resource, clusters, sync_tasks,
+                                                            monkeypatch):
+    from environments.models import Resource
+    from promotions import observer
+
+    recorded = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+    older = make_resource(dev, "api", image="registry.a.example/shop/api@" + digest(2))
+    elsewhere = make_resource(prod, "web", image="registry.b.example/shop/web@" + digest(3))
+    Resource.objects.filter(pk=recorded.pk).update(current_image="x@" + digest(1), applied_versions={"Deployment": "g1"})
+    # Applied before Hoist recorded its writes: swept once, until it has records.
+    Resource.objects.filter(pk=older.pk).update(current_image="x@" + digest(2), applied_versions={})
+    queued = []
+    monkeypatch.setattr(tasks, "async_task", lambda func, ids, sweep, **kw: queued.extend(ids))
+    assert observer.hold_lease("observer-1") and observer.hold_lease("observer-1", clusters=[dev.cluster_id])
+    tasks.reconcile_all()
+    assert sorted(queued) == sorted([older.pk, elsewhere.pk])
+    queued.clear()
+    observer.drop_lease("observer-1")  # no observer: everything is re-applied, as before
+    tasks.reconcile_all()
+    assert sorted(queued) == sorted([recorded.pk, older.pk, elsewhere.pk])
+
+
 def test_the_drift_sweep_is_scheduled(db):
     from django_q.models import Schedule
 

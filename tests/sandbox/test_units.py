@@ -91,3 +91,104 @@ def test_status_error_shapes():
                             "details": {"name": "web", "kind": "Service", "causes": [
                                 {"reason": "FieldValueRequired", "message": "Required value",
                                  "field": "spec.ports"}]}, "code": 422}
+
+
+def _schema_errors(kind, api_version, obj) -> list:
+    from sandbox import validation
+
+    return [e.validator for e in validation._validator(kind, api_version).iter_errors(obj)
+            if e.validator != "additionalProperties"]  # unknown fields are pruned before the check
+
+
+@pytest.mark.parametrize("change", [
+    None,
+    lambda d: d["spec"].update(replicas="3"),
+    lambda d: d["spec"].update(replicas=1.5),
+    lambda d: d["spec"].update(replicas=True),
+    lambda d: d["spec"].update(replicas=2.0),
+    lambda d: d["spec"].pop("selector"),
+    lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("name"),
+    lambda d: d["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(containerPort="80"),
+    lambda d: d["spec"]["template"]["spec"]["containers"][0].update(resources={"limits": {"cpu": 1}}),
+    lambda d: d["spec"]["template"]["spec"]["containers"][0].update(resources={"limits": {"cpu": [1]}}),
+    lambda d: d["metadata"].update(labels={"a": 1}),
+    lambda d: d["metadata"].update(creationTimestamp="not a time"),
+    lambda d: d.update(status={"observedGeneration": "1", "conditions": [{"type": "Available"}]}),
+    lambda d: d.update(status={"conditions": [{"status": "True"}]}),
+    lambda d: d["spec"].update(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}),
+    lambda d: d["spec"].update(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": [1]}}),
+])
+def test_fast_schema_check_agrees_with_jsonschema(change):
+    """The compiled validator only answers "valid": it must say so exactly when jsonschema finds nothing."""
+    from sandbox import validation
+    from tests.sandbox.manifests import deployment
+
+    obj = deployment(replicas=2)
+    obj["metadata"]["namespace"] = "default"
+    if change is not None:
+        change(obj)
+    fast = validation._fast_validator("Deployment", "apps/v1")
+    if fast is None:
+        pytest.skip("jsonschema_rs is not installed")
+    assert fast.is_valid(obj) == (not _schema_errors("Deployment", "apps/v1", obj))
+
+
+@pytest.mark.parametrize("kind,api_version,obj", [
+    ("Service", "v1", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                       "spec": {"ports": [{"port": 80, "targetPort": "http", "protocol": "TCP"}]}}),
+    ("Service", "v1", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                       "spec": {"ports": [{"port": "80"}]}}),
+    ("Secret", "v1", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "YQ=="}}),
+    ("Secret", "v1", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": 1}}),
+    ("Ingress", "networking.k8s.io/v1", {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                                         "metadata": {"name": "i"}, "spec": {"rules": [{"host": "a.example"}]}}),
+    ("Ingress", "networking.k8s.io/v1", {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                                         "metadata": {"name": "i"}, "spec": {"rules": [{"http": {"paths": [{}]}}]}}),
+    ("Namespace", "v1", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": "b"}}}),
+])
+def test_fast_schema_check_agrees_on_other_kinds(kind, api_version, obj):
+    from sandbox import validation
+
+    fast = validation._fast_validator(kind, api_version)
+    if fast is None:
+        pytest.skip("jsonschema_rs is not installed")
+    assert fast.is_valid(obj) == (not _schema_errors(kind, api_version, obj))
+
+
+def test_apply_body_read_as_json_when_it_is_json():
+    from sandbox.api import _json_document
+
+    assert _json_document(b' {"a": 1e3, "b": "\\u00e9", "c": [true, null]}') == {"a": 1000.0, "b": "\u00e9", "c": [True, None]}
+    # Anything else is the YAML decoder's: YAML text, a JSON array, NaN, a flow mapping that isn't JSON.
+    assert _json_document(b"a: 1\n") is None
+    assert _json_document(b"[1]") is None
+    assert _json_document(b'{"a": NaN}') is None
+    assert _json_document(b"{a: 1}") is None
+    assert _json_document(b"") is None and _json_document(None) is None
+
+
+def test_no_op_check_ignores_only_resource_version_and_managed_field_times():
+    from sandbox.api import _same_but_volatile
+
+    def obj(**meta):
+        entry = {"manager": "m", "operation": "Apply", "time": meta.pop("time", "t1"), "fieldsV1": {"f:a": {}}}
+        return {"apiVersion": "v1", "kind": "X", "spec": {"a": 1},
+                "metadata": {"name": "x", "resourceVersion": meta.pop("rv", "1"), "managedFields": [entry], **meta}}
+
+    assert _same_but_volatile(obj(), obj(rv="2", time="t2"))
+    assert not _same_but_volatile(obj(), obj(labels={"a": "b"}))
+    other = obj()
+    other["spec"]["a"] = 2
+    assert not _same_but_volatile(obj(), other)
+    other = obj()
+    other["metadata"]["managedFields"][0]["manager"] = "n"
+    assert not _same_but_volatile(obj(), other)
+    other = obj()
+    other["metadata"]["managedFields"].append({"manager": "n"})
+    assert not _same_but_volatile(obj(), other)
+    other = obj()
+    del other["metadata"]["managedFields"]
+    assert not _same_but_volatile(obj(), other)
+    other = obj()
+    other["status"] = {}
+    assert not _same_but_volatile(obj(), other)
