@@ -62,3 +62,18 @@ def setup_django() -> str:
 
     Schedule.objects.filter(name="hoist-drift-sweep").delete()
     return url
+
+
+def hoist_env(**extra: str) -> dict:
+    """The environment of a Hoist process a benchmark starts (workers, the observer): as
+    production runs it, with DEBUG off (DEBUG wraps every cursor to keep a copy of each query:
+    CPU a deployment doesn't spend), with this process's keys, and the loopback registries the
+    benchmarks use allowed. HOIST_BENCH_WORKER_DEBUG=true keeps DEBUG on. Call after
+    setup_django()."""
+    env = {**os.environ, **extra}
+    if os.environ.get("HOIST_BENCH_WORKER_DEBUG", "").lower() not in ("1", "true", "on", "yes"):
+        from django.conf import settings
+
+        env.update(DEBUG="false", SECRET_KEY=settings.SECRET_KEY, HOIST_CREDENTIALS_KEY=",".join(settings.HOIST_CREDENTIALS_KEYS),
+                   HOIST_ALLOW_PRIVATE_REGISTRIES="true", ALLOWED_HOSTS="127.0.0.1,localhost")
+    return env

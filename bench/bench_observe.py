@@ -32,6 +32,7 @@ import time
 
 import httpx
 
+from bench import hoist_env
 from bench.bench_reconcile import ROOT, DeploymentWatch, _digest
 
 TIMEOUT_S = 60
@@ -45,7 +46,7 @@ def _sandbox(port: int = 0) -> tuple[subprocess.Popen, str]:
 
 
 def _process(*command: str, workers: int = 4) -> subprocess.Popen:
-    env = {**os.environ, "HOIST_Q_WORKERS": str(workers), "LOG_LEVEL": os.environ.get("HOIST_BENCH_LOG_LEVEL", "WARNING")}
+    env = hoist_env(HOIST_Q_WORKERS=str(workers), LOG_LEVEL=os.environ.get("HOIST_BENCH_LOG_LEVEL", "WARNING"))
     log = os.environ.get("HOIST_BENCH_LOG")  # a directory: each process's output, for looking into a slow run
     out = open(os.path.join(log, f"{command[0]}.log"), "ab") if log else subprocess.DEVNULL
     # Its own process group: SIGKILL reaches qcluster's worker processes too, as a node dying would.

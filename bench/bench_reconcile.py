@@ -1,14 +1,34 @@
 """publish → applied, over the real path.
 
 A publish goes through the service (as the API and the webhook do), the
-django-q2 worker processes (`manage.py qcluster`, ORM broker) reconcile, and
-the sandbox Kubernetes API (a separate process, over HTTP) receives the
-Deployments. The clock stops when a watch on the downstream namespace sees the
-Deployment carrying the new digest, so what is measured is what a person
-would see in the cluster, not a timestamp Hoist wrote itself.
+django-q2 worker processes (`manage.py qcluster`, ORM broker, then Redis in a
+child process) reconcile, and the sandbox Kubernetes API (a separate process,
+over HTTP) receives the Deployments. The clock stops when a watch on the
+downstream namespace sees the Deployment carrying the new digest, so what is
+measured is what a person would see in the cluster, not a timestamp Hoist
+wrote itself.
 
-Scenarios: fan-out 1, 10 and 100 track-latest dependants of one upstream, and
-a 3-stage chain dev → staging → prod (all on one cluster: the ImageSource path).
+Scenarios: fan-out 1, 10 and 100 track-latest dependants of one upstream, a
+3-stage chain dev → staging → prod (all on one cluster: the ImageSource path),
+and, with the Redis broker only, a fan-out of 1000 (`reconcile_fanout_1000`,
+its own environment). Each starts from rest (nothing queued, dirty or
+claimed), and so does each of its rounds; the two big fan-outs then run three
+more rounds, each published the moment the last one's Deployments all run
+healthy (`busy_p50_s`, `busy_p99_s`): a worker applies its chunk's Deployments
+before the rest of their reconciles, so the next publish meets that tail.
+`HOIST_BENCH_RECONCILE=fanout_100,fanout_1000` runs only those.
+
+Besides the latencies, each scenario reports the CPU its reconciles cost, by
+process (`cpu_ms_per_reconcile`, from /proc: a figure that holds on a shared
+machine, where seconds don't), and the slowest sample of each round. The two
+big fan-outs end with two publishes back to back and check the guarantees:
+every dependant runs (in the cluster) and records the last publish, no
+Deployment ever carried an older publish after a newer one, no dependant got
+two promotions for one digest.
+
+`HOIST_BENCH_PYSPY=<dir>`: py-spy profiles (on-CPU) of the workers and the
+sandbox during the big fan-outs. The workers run as production runs them,
+DEBUG off (`HOIST_BENCH_WORKER_DEBUG=true` turns it on: see bench.hoist_env).
 """
 
 from __future__ import annotations
@@ -22,6 +42,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from bench import hoist_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 60
@@ -255,13 +277,7 @@ def _start_sandbox() -> tuple[subprocess.Popen, str]:
 
 
 def _start_worker(workers: int) -> subprocess.Popen:
-    env = {**os.environ, "HOIST_Q_WORKERS": str(workers), "LOG_LEVEL": "WARNING"}
-    if os.environ.get("HOIST_BENCH_WORKER_DEBUG", "").lower() in ("0", "false", "off"):
-        # Workers as production runs them (no per-query debug log), with this process's keys.
-        from django.conf import settings
-
-        env.update(DEBUG="false", SECRET_KEY=settings.SECRET_KEY, HOIST_CREDENTIALS_KEY=",".join(settings.HOIST_CREDENTIALS_KEYS),
-                   HOIST_ALLOW_PRIVATE_REGISTRIES="true")
+    env = hoist_env(HOIST_Q_WORKERS=str(workers), LOG_LEVEL="WARNING")
     return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -330,7 +346,10 @@ def _setup_world(api_url: str, scenarios: list[str]):
 
 
 def _scenario(watch: DeploymentWatch, upstream, targets, rounds: int, *, timeout: float = TIMEOUT_S,
-              meter=None) -> dict:
+              meter=None, settle: bool = True) -> dict:
+    """`rounds` publishes, each from rest (`settle`: nothing queued, dirty or claimed, as
+    _settle waits for), or each the moment the last one's Deployments all run healthy (a
+    fan-out's records follow its Deployments: the next publish then meets that tail)."""
     from environments import services
 
     latencies, healthy = [], []
@@ -341,6 +360,8 @@ def _scenario(watch: DeploymentWatch, upstream, targets, rounds: int, *, timeout
     profiles = Profiles(f"fanout_{len(targets)}", cpu) if len(targets) >= 100 else None
     started = time.monotonic()
     for r in range(rounds):
+        if settle and r:
+            _settle(upstream.environment.project, timeout)  # (its wait counts in reconciles_per_s)
         digest = _digest(f"{upstream.pk}-{r}-{time.time()}")
         t0 = time.monotonic()
         services.artifact_publish(resource=upstream, digest=digest, origin="api")
@@ -424,7 +445,11 @@ def _guarantees(watch: DeploymentWatch, upstream, targets, published: list[str],
     from environments.models import Resource
     from promotions.models import Promotion
 
-    time.sleep(0.5)  # let the watch deliver the last events
+    # At rest first (nothing queued, dirty or claimed): a dependant's record follows its
+    # Deployment (a chunk applies its Deployments first, see promotions.tasks), and what the
+    # guarantee is about is where everything ends up. Then the watch's last events.
+    _settle(upstream.environment.project, TIMEOUT_S)
+    time.sleep(0.5)
     order = {digest: n for n, digest in enumerate(published)}
     last = published[-1]
     namespaces = sorted({ns for ns, _ in targets})
@@ -487,6 +512,9 @@ def _measure(workers: int, scenarios: list[str]) -> dict:
             figures = _scenario(watch, upstream, targets, rounds=ROUNDS[scenario], timeout=timeout, meter=meter)
             published = figures.pop("_published")
             if scenario in ("fanout_100", "fanout_1000"):
+                busy = _scenario(watch, upstream, targets, rounds=3, timeout=timeout, settle=False)
+                figures.update(busy_p50_s=busy["p50_s"], busy_p99_s=busy["p99_s"], busy_round_max_s=busy["round_max_s"])
+                published += busy.pop("_published")
                 burst = _burst(watch, upstream, targets, timeout=timeout)
                 figures.update(_guarantees(watch, upstream, targets, published + burst, api_url))
                 figures["burst_publishes"] = len(burst)

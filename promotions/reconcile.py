@@ -38,10 +38,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
+from typing import Generator, Iterator
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -82,6 +82,11 @@ class Batch:
     # Hoist's record of an upstream's publish, by (upstream id, sequence): siblings in one
     # fan-out all check the same one (an artifact never changes once written).
     artifacts: dict = field(default_factory=dict)
+
+    def renewed(self) -> "Batch":
+        """For reconciling again later in the same task: the clusters found down still are;
+        what was read is not kept (an upstream may have published since)."""
+        return Batch(down_clusters=self.down_clusters)
 
 
 class Waiting(Exception):
@@ -155,9 +160,10 @@ def claim(resource_id: int) -> Claim | None:
     return Claim(token, now) if taken else None
 
 
-def extend(resource_id: int, held: Claim, seconds: float) -> None:
-    Resource.objects.filter(pk=resource_id, claim_token=held.token).update(
-        claimed_until=timezone.now() + timedelta(seconds=seconds))
+def extend(resource_id: int, held: Claim, seconds: float) -> bool:
+    """Renew the claim; False if it is no longer this worker's."""
+    return bool(Resource.objects.filter(pk=resource_id, claim_token=held.token).update(
+        claimed_until=timezone.now() + timedelta(seconds=seconds)))
 
 
 def _older_than(held: Claim, seconds: float) -> bool:
@@ -165,22 +171,23 @@ def _older_than(held: Claim, seconds: float) -> bool:
 
 
 def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None, done: bool = True,
-            backoff_until: datetime | None = None) -> None:
+            backoff_until: datetime | None = None, requeue: bool = True) -> bool:
     """Give the resource back. `done`: desired state as of the claim is reconciled, so a
     dirty mark from before the claim goes; one made since (a change that arrived while
-    this reconcile ran) stays, and is reconciled again right away."""
+    this reconcile ran) stays, and is reconciled again right away: queued, or, without
+    `requeue`, by the caller. True when it changed meanwhile."""
     if held.released:
-        return
+        return False
     if done and recheck_at is None and backoff_until is None:
         # The usual end, in one statement: nothing changed meanwhile and nothing is scheduled.
         if Resource.objects.filter(pk=resource_id, claim_token=held.token, next_check_at__isnull=True).filter(
                 Q(dirty_at__isnull=True) | Q(dirty_at__lte=held.started)).update(
                 claimed_until=None, claim_token="", backoff_until=None, failures_in_a_row=0, dirty_at=None):
-            return
+            return False
     with transaction.atomic():
         row = Resource.objects.select_for_update(no_key=True).filter(pk=resource_id, claim_token=held.token).first()
         if row is None:
-            return  # the lease ran out and another worker took over: it records
+            return False  # the lease ran out and another worker took over: it records
         # The next look: the one this reconcile asks for (a soak ending, a retry), or an
         # earlier one still ahead that someone else scheduled (a soak started meanwhile).
         ahead = row.next_check_at if row.next_check_at and row.next_check_at > timezone.now() else None
@@ -191,8 +198,9 @@ def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None
         if done and not changed_since:
             fields["dirty_at"] = None
         Resource.objects.filter(pk=resource_id).update(**fields)
-        if changed_since:
+        if changed_since and requeue:
             queue.enqueue_reconcile(resource_id)
+    return changed_since
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -213,29 +221,89 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
         except LostClaim:
             return None  # the worker that took over records
         except (ClusterError, RegistryError) as exc:
-            skipped = getattr(exc, "reason", "") == SKIPPED
-            # Trying again within this task only helps a flaky cluster call. A registry that
-            # failed already spent its timeout (its breaker counts it); a call not made at all
-            # (breaker open, host busy) can't succeed sooner than its retry_at.
-            final = (not exc.retryable or attempt == attempts or skipped or isinstance(exc, RegistryError)
-                     or getattr(exc, "retry_at", None) is not None)
-            record_failure(resource_id, exc, attempt=attempt, final=final)
-            if final:
-                if getattr(exc, "unreachable", False) and batch is not None and not skipped:
-                    batch.down_clusters[exc.cluster_name] = exc.message
+            if _gave_up(resource_id, exc, attempt, attempts, batch):
                 return None
-            time.sleep(settings.HOIST_RECONCILE_BACKOFF_S * 2 ** (attempt - 1))
     return None
+
+
+def reconcile_steps(resource_id: int, *, sweep: bool = False, batch: Batch | None = None,
+                    again: list | None = None) -> Generator[None, None, Outcome | None]:
+    """reconcile_resource() in two steps, for the resources of one fan-out chunk
+    (promotions.tasks): it yields once the Deployment is applied, and reads the rollout,
+    publishes to its own dependants and records when resumed. The worker applies every
+    Deployment of its chunk first: the last one reaches its cluster after about a third of
+    the chunk's work instead of all of it. Claims, forward-only and the record's
+    compare-and-set are the same as reconcile_resource's; only the order of the work changes.
+
+    A change made while the claim was held (a publish while the reconcile waited for its
+    second step: a queued task found it claimed and left it) is reconciled again by the
+    caller: the id is added to `again`; without `again`, here and now."""
+    attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
+    for attempt in range(1, attempts + 1):
+        changed = []  # the resource's id, if it changed while this attempt held it
+        try:
+            outcome = yield from _steps(resource_id, sweep=sweep, batch=batch, in_two=True, changed=changed)
+        except LostClaim:
+            return None
+        except (ClusterError, RegistryError) as exc:
+            if _gave_up(resource_id, exc, attempt, attempts, batch):
+                if changed:
+                    queue.enqueue_reconcile(resource_id)
+                return None
+            continue
+        except BaseException:
+            if changed:
+                queue.enqueue_reconcile(resource_id)
+            raise
+        if changed and again is not None:
+            again.append(resource_id)
+        elif changed:
+            return reconcile_resource(resource_id, sweep=sweep, batch=batch.renewed() if batch is not None else None)
+        return outcome
+    return None
+
+
+def _gave_up(resource_id: int, exc: ClusterError | RegistryError, attempt: int, attempts: int, batch: Batch | None) -> bool:
+    """Record a failed attempt; True when it was the last (else after a pause, try again)."""
+    skipped = getattr(exc, "reason", "") == SKIPPED
+    # Trying again within this task only helps a flaky cluster call. A registry that
+    # failed already spent its timeout (its breaker counts it); a call not made at all
+    # (breaker open, host busy) can't succeed sooner than its retry_at.
+    final = (not exc.retryable or attempt == attempts or skipped or isinstance(exc, RegistryError)
+             or getattr(exc, "retry_at", None) is not None)
+    record_failure(resource_id, exc, attempt=attempt, final=final)
+    if final:
+        if getattr(exc, "unreachable", False) and batch is not None and not skipped:
+            batch.down_clusters[exc.cluster_name] = exc.message
+        return True
+    time.sleep(settings.HOIST_RECONCILE_BACKOFF_S * 2 ** (attempt - 1))
+    return False
 
 
 def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None = None) -> Outcome | None:
     """One attempt; `batch` is what the reconciles of one task share (see Batch)."""
-    held = claim(resource_id)
+    return _run(_steps(resource_id, sweep=sweep, batch=batch, in_two=False))
+
+
+def _run(steps: Generator):
+    """Run a generator of steps (reconcile_steps, _steps, _apply_steps) to its end; its result."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _steps(resource_id: int, *, sweep: bool, batch: Batch | None, in_two: bool,
+           changed: list | None = None) -> Generator[None, None, Outcome | None]:
+    """One attempt, as steps: with `in_two`, a pause once the Deployment is applied (see
+    reconcile_steps); without, apply_objects() in one go. `changed`: the caller reconciles
+    again a change made while the claim was held (the id is added), instead of the queue."""
+    held, loaded = _claim_and_load(resource_id)
     if held is None:
         return None  # another worker holds it; its release sees any change made meanwhile
     done, recheck_at, cluster, backoff_until = False, None, "", None
     try:
-        loaded = _load(resource_id)
         if loaded is None:
             done = True
             return None  # deleted meanwhile: cleanup has its own task
@@ -249,7 +317,7 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
             set_phase(resource.pk, Phase.PENDING, f"{resource.get_kind_display()} resources are not run in clusters yet; only deployments are.")
             done = True
             return None
-        with _cluster_gate(resource.environment.cluster), ClusterClient.for_cluster(resource.environment.cluster) as kube:
+        with _cluster_gate(resource.environment.cluster) as gate, ClusterClient.for_cluster(resource.environment.cluster) as kube:
             long_call = resource.source_type == SourceType.IMAGE and "@" not in resource.image
             if long_call:
                 # Deciding may resolve the tag through the registry: keep the claim for as long as
@@ -303,8 +371,14 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
                     Resource.objects.filter(pk=resource.pk).update(applied_seq=target.sequence)
                 done = True
                 return Outcome(changed=False, digest=target.digest, note="up to date")
-            health = apply_objects(kube, resource, objects, target, image, plan, held,
-                                   latest_artifact=loaded.latest_artifact)
+            if in_two and not gate.probing:
+                # (A probe of a cluster whose breaker opened runs to its end: the chunk's next
+                # reconciles wait for its verdict.)
+                health = yield from _apply_steps(kube, resource, objects, target, image, plan, held,
+                                                 latest_artifact=loaded.latest_artifact, pause=True)
+            else:
+                health = apply_objects(kube, resource, objects, target, image, plan, held,
+                                       latest_artifact=loaded.latest_artifact)
             # Nothing to look at later: the record gives the claim back in its own transaction.
             outcome = record(resource, held, target, image, drift, health, release_now=recheck_at is None)
             if outcome is None and not Resource.objects.filter(pk=resource.pk).exists():
@@ -324,17 +398,24 @@ def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None
         recheck_at = timezone.now() + timedelta(seconds=RETRY_AFTER_S * 10)  # a bug or the database: not in a loop
         raise
     finally:
-        release(resource_id, held, recheck_at=recheck_at, done=done, backoff_until=backoff_until)
+        if release(resource_id, held, recheck_at=recheck_at, done=done, backoff_until=backoff_until,
+                   requeue=changed is None) and changed is not None:
+            changed.append(resource_id)
 
 
-def _load(resource_id: int) -> rows.Loaded | None:
-    """The resource with what a reconcile reads of its environment, cluster, project and
-    upstream, in one statement (promotions.rows), which also says whether it has env vars,
-    queued promotions and freeze windows: each "no" is a query not made."""
-    loaded = rows.load(resource_id)
+def _claim_and_load(resource_id: int) -> tuple[Claim | None, rows.Loaded | None]:
+    """claim(), and the resource with what a reconcile reads of its environment, cluster,
+    project and upstream, in one statement where the database allows (promotions.rows), which
+    also says whether it has env vars, queued promotions and freeze windows: each "no" is a
+    query not made. (None, None) when another worker holds it."""
+    now = timezone.now()
+    token = secrets.token_hex(8)
+    taken, loaded = rows.claim_and_load(resource_id, token, now, now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S))
+    if not taken:
+        return None, None
     if loaded is not None and not loaded.has_freeze_windows:
         rows.known_empty(loaded.resource.environment, "freeze_windows")  # what governance.hold reads
-    return loaded
+    return Claim(token, now), loaded
 
 
 def _retry_at(resource_id: int, exc: Exception) -> datetime:
@@ -362,15 +443,15 @@ def gate_key(cluster: Cluster) -> str:
 
 
 @contextmanager
-def _cluster_gate(cluster: Cluster) -> Iterator[None]:
+def _cluster_gate(cluster: Cluster) -> Iterator[guard._State]:
     """The cluster's circuit breaker around one reconcile (no concurrency limit: reconciles
     on one cluster are the normal load, and a dead cluster opens its breaker in a few calls).
     Keyed by how Hoist reaches it too: fixing a cluster's URL or token in the admin is tried
     at once, not after the old endpoint's cooldown."""
     try:
         with guard.passage(gate_key(cluster), label=f"cluster {cluster.name}", lease_s=60,
-                           transient=_cluster_transient):
-            yield
+                           transient=_cluster_transient) as state:
+            yield state
     except guard.Closed as closed:
         error = ClusterError(closed.message, retryable=True, reason=DEFERRED, unreachable=True)
         error.cluster_name = cluster.name
@@ -738,6 +819,13 @@ class LostClaim(ClusterError):
 
 def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target: Target, image: str,
                   plan: Plan, held: Claim | None = None, *, latest_artifact=UNKNOWN) -> rollout.Health:
+    """Apply what the plan says changed, read the rollout, then publish to dependants (see _apply_steps)."""
+    return _run(_apply_steps(kube, resource, objects, target, image, plan, held, latest_artifact=latest_artifact))
+
+
+def _apply_steps(kube: ClusterClient, resource: Resource, objects: dict, target: Target, image: str,
+                 plan: Plan, held: Claim | None = None, *, latest_artifact=UNKNOWN,
+                 pause: bool = False) -> Generator[None, None, rollout.Health]:
     """Apply what the plan says changed, read the rollout, then publish to dependants.
 
     The Deployment is applied whenever the image or config changed; Secret,
@@ -762,6 +850,11 @@ def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target
             versions.pop(kind, None)
         else:
             versions[kind] = applied.marker(kind, _apply_in_namespace(kube, resource, obj))
+        if kind == "Deployment" and pause:
+            yield  # the caller applies its other resources' Deployments first (reconcile_steps)
+            if held is not None and _older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2):
+                if not extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S):
+                    raise LostClaim()  # it waited too long: whoever took it over finishes
     health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
     runs = health.state == rollout.HEALTHY and health.image == image
     now = timezone.now()
@@ -855,35 +948,16 @@ def own_artifact(resource: Resource, target: Target, image: str, plan: Plan, hel
         latest = None  # none yet, or another digest: this apply publishes anew
     if latest is not None and latest.digest == target.digest:
         return latest  # a config change, a repair, or a retry of this very apply
-    sequence = _next_artifact_sequence(resource.pk, held)
-    if sequence is None:
-        raise LostClaim()  # a publish in this resource's order must come from its holder
-    resource.artifact_seq = sequence
-    # No transaction around the two: if the insert failed, the sequence would have a gap,
-    # which nothing minds (order is all a sequence promises); it saves three round trips.
     artifact = Artifact(
-        resource=resource, sequence=sequence, repository=parse_reference(image).name, digest=target.digest,
+        resource=resource, repository=parse_reference(image).name, digest=target.digest,
         origin=Artifact.Origin.PROMOTION, upstream=target.source_artifact,
         first_published_at=target.first_published_at or timezone.now(), healthy_at=healthy_at,
     )
-    rows.insert(artifact)
+    # Its place in the resource's order, taken with the insert (promotions.rows.publish).
+    if not rows.publish(artifact, held.token if held is not None else None):
+        raise LostClaim()  # a publish in this resource's order must come from its holder
+    resource.artifact_seq = artifact.sequence
     return artifact
-
-
-def _next_artifact_sequence(resource_id: int, held: Claim | None) -> int | None:
-    """Take the resource's next artifact sequence in one statement (UPDATE … RETURNING, which
-    PostgreSQL and SQLite ≥ 3.35 both speak; the ORM's update() can't return values); None
-    when the claim is no longer this worker's."""
-    table = connection.ops.quote_name(Resource._meta.db_table)
-    sql = f"UPDATE {table} SET artifact_seq = artifact_seq + 1 WHERE id = %s"
-    params: list = [resource_id]
-    if held is not None:
-        sql += " AND claim_token = %s"
-        params.append(held.token)
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " RETURNING artifact_seq", params)
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def record(resource: Resource, held: Claim, target: Target, image: str, drift: str | None,

@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
 from django.db.models import Q
 from django_q.tasks import async_task
 
 from environments.models import Resource
 
-from . import keeping, observer, reconcile
+from . import keeping, observer, queue, reconcile
 from .queue import chunks
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,21 @@ def _pool(size: int) -> ThreadPoolExecutor:
         return pool
 
 
+def close_pool_connections() -> None:
+    """Close the database connections this process's reconcile threads keep (tests; a shutdown)."""
+    for (pid, size), pool in list(_pools.items()):
+        if pid != os.getpid():
+            continue
+        everyone = threading.Barrier(size)  # one job per thread: each waits until all have one
+
+        def close():
+            everyone.wait(timeout=30)
+            connections.close_all()
+
+        for done in [pool.submit(close) for _ in range(size)]:
+            done.result()
+
+
 def _threads() -> int:
     # Threads need a connection each that sees committed rows: not inside a transaction
     # (tests run in one), and not on SQLite, which locks the whole database per writer.
@@ -80,13 +96,77 @@ def _reconcile_share(resource_ids: list[int], sweep: bool, batch: reconcile.Batc
         close_old_connections()
 
 
+# Times a share starts again a resource that changed while the share held it (the next
+# publish, whose own task found it held), before leaving it to the queue: a publish every few
+# hundred milliseconds must not keep one task forever.
+RESTARTS = 2
+
+
 def _reconcile_each(resource_ids: list[int], sweep: bool, batch: reconcile.Batch) -> None:
-    for resource_id in resource_ids:
-        try:
-            reconcile.reconcile_resource(resource_id, sweep=sweep, batch=batch)
-        except Exception as exc:  # one broken resource must not starve the rest of its batch
-            log.exception("reconcile of resource %s failed unexpectedly", resource_id)
-            reconcile.record_failure(resource_id, exc, attempt=1, final=True)
+    _Share(sweep, batch).run(resource_ids)
+
+
+class _Share:
+    """One thread's share of a chunk, reconciled in two steps (reconcile.reconcile_steps):
+    every Deployment first, then the rest of each reconcile, so what a fan-out changes
+    reaches the cluster sooner.
+
+    A reconcile between its two steps holds its claim: those waiting are finished before the
+    oldest claim is a quarter of its lease old (it is renewed at half). One that changed while
+    held is started again as soon as it is finished, its Deployment first again, rather than
+    queued as a task of its own."""
+
+    def __init__(self, sweep: bool, batch: reconcile.Batch):
+        self.sweep, self.batch = sweep, batch
+        self.waiting: list = []  # (resource id, its steps, its `again`, restarts so far)
+        self.oldest = 0.0  # when the first of them began waiting (monotonic)
+
+    def run(self, resource_ids: list[int]) -> None:
+        for resource_id in resource_ids:
+            self._start(resource_id, self.batch, 0)
+        while self.waiting:
+            self._finish()
+
+    def _start(self, resource_id: int, batch: reconcile.Batch, restarts: int) -> None:
+        again: list[int] = []
+        steps = reconcile.reconcile_steps(resource_id, sweep=self.sweep, batch=batch, again=again)
+        if _step(resource_id, steps):
+            if not self.waiting:
+                self.oldest = time.monotonic()
+            self.waiting.append((resource_id, steps, again, restarts))
+        else:
+            self._ended(resource_id, again, restarts, batch)
+        if self.waiting and time.monotonic() - self.oldest > settings.HOIST_RECONCILE_LEASE_S / 4:
+            self._finish()
+
+    def _finish(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        batch = self.batch.renewed()  # for those started again: what they read may have changed
+        for resource_id, steps, again, restarts in waiting:
+            while _step(resource_id, steps):
+                pass
+            self._ended(resource_id, again, restarts, batch)
+
+    def _ended(self, resource_id: int, again: list[int], restarts: int, batch: reconcile.Batch) -> None:
+        if not again:
+            return
+        if restarts < RESTARTS:
+            self._start(resource_id, batch if batch is not self.batch else self.batch.renewed(), restarts + 1)
+        else:
+            queue.enqueue_reconcile(resource_id)
+
+
+def _step(resource_id: int, steps) -> bool:
+    """Run a reconcile's next step; True if it has another."""
+    try:
+        next(steps)
+        return True
+    except StopIteration:
+        return False
+    except Exception as exc:  # one broken resource must not starve the rest of its batch
+        log.exception("reconcile of resource %s failed unexpectedly", resource_id)
+        reconcile.record_failure(resource_id, exc, attempt=1, final=True)
+        return False
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:

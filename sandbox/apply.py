@@ -53,9 +53,34 @@ def _key_element(item: dict, keys: list) -> str:
 # ---------------------------------------------------------------------------
 # field sets
 # ---------------------------------------------------------------------------
-def field_set(obj, node: Node) -> set:
+def field_set(obj, node: Node, which: str | None = None, walked: dict | None = None) -> set:
+    """Every field path of `obj`. With `which`, the parts `scope(..., which)` drops are not
+    walked at all (apiVersion/kind, untracked metadata such as managedFields, status or all
+    but status): the same set once scoped, for a fraction of the work. `walked`: the paths of
+    top-level values already walked, by identity (two versions of an object sharing their
+    spec walk it once; only for objects alive as long as the dict)."""
     out: set = set()
-    _walk(obj, node, (), out)
+    node = node or ANY
+    if which is None or not isinstance(obj, dict) or not obj or node.kind not in ("struct", "map", "any") or node.atomic:
+        _walk(obj, node, (), out)
+        return out
+    for key, child in obj.items():
+        if key in ("apiVersion", "kind") or (which == "main" and key == "status") or (which == "status" and key != "status"):
+            continue
+        child_node = node.child(key) or ANY
+        if key == "metadata" and isinstance(child, dict) and child and child_node.kind in ("struct", "map", "any") \
+                and not child_node.atomic:
+            for meta_key, meta_child in child.items():
+                if meta_key not in IGNORED_META:
+                    _walk(meta_child, child_node.child(meta_key) or ANY, ("f:metadata", "f:" + meta_key), out)
+        elif walked is None:
+            _walk(child, child_node, ("f:" + key,), out)
+        else:
+            paths = walked.get((key, id(child)))
+            if paths is None:
+                paths = walked[(key, id(child))] = set()
+                _walk(child, child_node, ("f:" + key,), paths)
+            out |= paths
     return out
 
 
@@ -260,11 +285,14 @@ def track_update(old, new: dict, manager: str, node: Node, which: str, subresour
                  api_version: str, now: str):
     """Record ownership for a non-apply write; sets new.metadata.managedFields."""
     entries = read_entries(old) if old else []
-    old_set = scope(field_set(old, node), which) if old else set()
-    new_set = scope(field_set(new, node), which)
+    walked: dict = {}
+    old_set = scope(field_set(old, node, which, walked), which) if old else set()
+    new_set = scope(field_set(new, node, which, walked), which)
     removed = old_set - new_set
+    # A top-level value the new version shares with the old (the same object) has not changed.
+    shared = {"f:" + key for key, value in new.items() if old.get(key, MISSING) is value} if isinstance(old, dict) else set()
     changed = {p for p in new_set
-               if p not in old_set or (p[-1] != "." and get_at(old, p) != get_at(new, p))}
+               if p not in old_set or (p[-1] != "." and p[0] not in shared and get_at(old, p) != get_at(new, p))}
     mine = None
     if changed:
         mine = _entry(entries, manager, "Update", subresource, api_version, now)
@@ -331,7 +359,7 @@ def server_side_apply(live, applied: dict, manager: str, force: bool, node: Node
 
     Raises a 409 Conflict ApiError listing the contested fields unless `force`.
     """
-    applied_set = scope(field_set(applied, node), which)
+    applied_set = scope(field_set(applied, node, which), which)
     base = clone(live) if live else {}
     entries = read_entries(live) if live else []
     merged = apply_merge(base, applied, node)

@@ -274,11 +274,12 @@ class DeploymentController:
         if (dep["metadata"].get("annotations") or {}) == annotations and strip(current) == strip(status):
             return dep
         node = rt.root_node()
-        updated = clone(dep)
-        updated["metadata"]["annotations"] = annotations
+        # New metadata and status; spec and the rest are shared with `dep`, a stored object,
+        # which nothing changes in place (track_update writes managedFields into the new
+        # metadata only).
+        updated = {**dep, "metadata": {**dep["metadata"], "annotations": annotations}}
         ssa.track_update(dep, updated, MANAGER, node, "main", "", rt.api_version, now)
-        final = clone(updated)
-        final["status"] = status
+        final = {**updated, "metadata": dict(updated["metadata"]), "status": status}
         ssa.track_update(updated, final, MANAGER, node, "status", "status", rt.api_version, now)
         return api.store.put(rt.store_key, final, owned=True, copy=False)  # `final` is ours; callers only read
 

@@ -34,3 +34,12 @@ def no_registry(monkeypatch):
         raise AssertionError("a registry was called")
 
     monkeypatch.setattr(mirror, "client", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _pool_connections_closed():
+    """The reconcile threads keep their connections between chunks; not past a test."""
+    yield
+    from promotions import tasks
+
+    tasks.close_pool_connections()

@@ -17,15 +17,15 @@ def test_a_chunk_runs_on_the_pool_whose_threads_keep_their_connections(dev, stag
     followers = [make_resource(staging, f"app{n}", upstream=web) for n in range(4)]
     reconcile.reconcile_resource(web.pk)
     seen = []
-    real = reconcile.reconcile_resource
+    real = reconcile.reconcile_steps
 
     def spy(resource_id, **kwargs):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             seen.append((tasks.threading.current_thread().name, cursor.fetchone()[0]))
-        return real(resource_id, **kwargs)
+        return (yield from real(resource_id, **kwargs))
 
-    monkeypatch.setattr(reconcile, "reconcile_resource", spy)
+    monkeypatch.setattr(reconcile, "reconcile_steps", spy)
     tasks.reconcile_resources([f.pk for f in followers])
     first = dict(seen)
     seen.clear()
@@ -47,15 +47,15 @@ def test_a_chunk_queued_from_a_share_runs_in_place(dev, staging, make_resource, 
     followers = [make_resource(staging, f"app{n}", upstream=web) for n in range(4)]
     reconcile.reconcile_resource(web.pk)
     nested = []
-    real = reconcile.reconcile_resource
+    real = reconcile.reconcile_steps
 
     def chunk_inside(resource_id, **kwargs):
         if not nested:
             nested.append(tasks.threading.current_thread().name)
             tasks.reconcile_resources([f.pk for f in followers[2:]])  # would need both threads
-        return real(resource_id, **kwargs)
+        return (yield from real(resource_id, **kwargs))
 
-    monkeypatch.setattr(reconcile, "reconcile_resource", chunk_inside)
+    monkeypatch.setattr(reconcile, "reconcile_steps", chunk_inside)
     tasks.reconcile_resources([f.pk for f in followers])
     assert nested and nested[0].startswith("reconcile")
     for follower in followers:

@@ -53,14 +53,14 @@ def test_one_broken_resource_does_not_starve_its_batch(dev, staging, make_resour
     web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
     first, second = make_resource(staging, upstream=web), make_resource(staging, "web2", upstream=web)
     reconcile.reconcile_resource(web.pk)
-    real = reconcile.reconcile_once
+    real = reconcile.reconcile_steps
 
-    def flaky(resource_id, **kwargs):
+    def flaky(resource_id, **kwargs):  # a chunk's reconciles run as steps (reconcile_steps)
         if resource_id == first.pk:
             raise KeyError("boom")
-        return real(resource_id, **kwargs)
+        return (yield from real(resource_id, **kwargs))
 
-    monkeypatch.setattr(reconcile, "reconcile_once", flaky)
+    monkeypatch.setattr(reconcile, "reconcile_steps", flaky)
     tasks.reconcile_resources([first.pk, second.pk])
     first.refresh_from_db()
     second.refresh_from_db()

@@ -201,3 +201,32 @@ def test_a_pin_edit_promotion_is_written_healthy_in_one_go(staging, web, make_re
     reconcile.reconcile_resource(pinned.pk)
     promotion = Promotion.objects.get(resource=pinned, to_digest=digest(1))
     assert promotion.status == Promotion.Status.HEALTHY and promotion.attempts == 1 and promotion.applied_at
+
+
+def test_publish_takes_the_next_sequence_only_for_the_claims_holder(web):
+    now = timezone.now()
+    rows.claim(web.pk, "mine", now, now + timedelta(seconds=5))
+    first = Artifact(resource=web, repository=IMAGE, digest=digest(3), origin=Artifact.Origin.PROMOTION, first_published_at=now)
+    assert rows.publish(first, "mine")
+    web.refresh_from_db()
+    assert first.pk and first.sequence == web.artifact_seq
+    _same(first, Artifact.objects.get(pk=first.pk))
+    lost = Artifact(resource=web, repository=IMAGE, digest=digest(4), origin=Artifact.Origin.PROMOTION, first_published_at=now)
+    assert not rows.publish(lost, "someone-else") and lost.pk is None
+    assert Resource.objects.get(pk=web.pk).artifact_seq == web.artifact_seq  # nothing taken
+    unclaimed = Artifact(resource=web, repository=IMAGE, digest=digest(5), origin=Artifact.Origin.PROMOTION, first_published_at=now)
+    assert rows.publish(unclaimed, None) and unclaimed.sequence == web.artifact_seq + 1
+
+
+def test_claim_and_load_takes_the_lease_and_reads_the_row_as_it_now_is(api, web):
+    now = timezone.now()
+    taken, loaded = rows.claim_and_load(api.pk, "one", now, now + timedelta(seconds=5))
+    assert taken and (loaded.resource.claim_token, loaded.resource.claimed_until) == ("one", now + timedelta(seconds=5))
+    stored = Resource.objects.get(pk=api.pk)
+    _same(loaded.resource, stored)
+    assert loaded.resource.promote_from.pk == web.pk and loaded.has_queued
+    assert rows.claim_and_load(api.pk, "two", now, now + timedelta(seconds=5)) == (False, None)
+    later = now + timedelta(seconds=6)
+    taken, loaded = rows.claim_and_load(api.pk, "three", later, later + timedelta(seconds=5))
+    assert taken and Resource.objects.get(pk=api.pk).claim_token == "three" == loaded.resource.claim_token
+    assert rows.claim_and_load(10**9, "x", now, now) == (False, None)

@@ -87,3 +87,142 @@ def test_a_webhook_push_reaches_track_latest_dependants(client, dev, staging, ma
                                content_type="application/json", HTTP_AUTHORIZATION="Bearer t0ken")
     assert response.status_code == 202
     assert image_of(clusters["a"], "shop-staging", "web") == "registry.a.example/shop/web@" + digest(2)
+
+
+def _writes(monkeypatch):
+    """(kind, name) of every apply through Hoist's cluster client, in order."""
+    from promotions.kube import ClusterClient
+
+    seen, real = [], ClusterClient.apply
+
+    def spy(self, obj, *, subresource=""):
+        seen.append((obj["kind"] + (f"/{subresource}" if subresource else ""), obj["metadata"]["name"]))
+        return real(self, obj, subresource=subresource)
+
+    monkeypatch.setattr(ClusterClient, "apply", spy)
+    return seen
+
+
+def _published_twice(dev, staging, make_resource, count):
+    """`web` and `count` followers running digest 1; web published and running digest 2, its
+    followers not yet reconciled (their next chunk moves them)."""
+    web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+    followers = [make_resource(staging, f"app{n}", upstream=web) for n in range(count)]
+    tasks.reconcile_resources([web.pk])
+    tasks.reconcile_resources([f.pk for f in followers])
+    services.artifact_publish(resource=web, digest=digest(2))
+    tasks.reconcile_resources([web.pk])
+    return web, followers
+
+
+def test_a_chunk_applies_every_deployment_before_finishing_any(dev, staging, make_resource, clusters, monkeypatch):
+    from environments.models import Resource
+    from promotions.models import Promotion
+
+    web, followers = _published_twice(dev, staging, make_resource, 4)
+    writes = _writes(monkeypatch)
+    tasks.reconcile_resources([f.pk for f in followers])
+    kinds = [kind for kind, _ in writes]
+    assert kinds == ["Deployment"] * 4 + ["ImageSource", "ImageSource/status"] * 4
+    assert [name for kind, name in writes if kind == "Deployment"] == [f"app{n}" for n in range(4)]
+    for follower in followers:  # and each finished as a reconcile in one go would have
+        row = Resource.objects.get(pk=follower.pk)
+        assert (row.current_digest, row.phase, row.claim_token, row.dirty_at) == (digest(2), "ready", "", None)
+        assert Promotion.objects.get(resource=row, to_digest=digest(2)).status == Promotion.Status.HEALTHY
+        assert image_of(clusters["a"], "shop-staging", follower.name).endswith(digest(2))
+
+
+def test_a_chunk_finishes_what_waits_before_a_claim_gets_old(dev, staging, make_resource, clusters, monkeypatch, settings):
+    web, followers = _published_twice(dev, staging, make_resource, 3)
+    settings.HOIST_RECONCILE_LEASE_S = 0  # every claim "old" at once: nothing may wait
+    writes = _writes(monkeypatch)
+    tasks.reconcile_resources([f.pk for f in followers])
+    assert [kind for kind, _ in writes] == ["Deployment", "ImageSource", "ImageSource/status"] * 3
+
+
+def test_one_reconcile_failing_in_its_second_step_leaves_the_others_be(dev, staging, make_resource, clusters, monkeypatch):
+    from environments.models import Resource
+    from promotions import reconcile
+
+    web = make_resource(dev, "web", image="registry.a.example/shop/web@" + digest(1))
+    followers = [make_resource(staging, f"app{n}", upstream=web) for n in range(3)]
+    tasks.reconcile_resources([web.pk])
+    real = reconcile.publish_status
+
+    def broken(kube, resource, *args, **kwargs):
+        if resource.name == "app1":
+            raise RuntimeError("a bug")
+        return real(kube, resource, *args, **kwargs)
+
+    monkeypatch.setattr(reconcile, "publish_status", broken)
+    tasks.reconcile_resources([f.pk for f in followers])
+    rows = {r.name: r for r in Resource.objects.filter(pk__in=[f.pk for f in followers])}
+    assert rows["app0"].current_digest == rows["app2"].current_digest == digest(1)
+    assert rows["app1"].current_digest == "" and rows["app1"].claim_token == ""  # released, left to retry
+    assert "a bug" in rows["app1"].message
+
+
+def test_a_change_made_while_a_reconcile_waits_for_its_second_step_is_reconciled_in_place(
+        dev, staging, make_resource, clusters, monkeypatch):
+    from environments.models import Resource
+    from promotions import queue, reconcile
+
+    web, (follower,) = _published_twice(dev, staging, make_resource, 1)
+    queued = []
+    monkeypatch.setattr(queue, "enqueue_reconcile", lambda resource_id, **kwargs: queued.append(resource_id))
+    steps = reconcile.reconcile_steps(follower.pk, batch=reconcile.Batch())  # the batch keeps what it read
+    next(steps)  # its Deployment carries digest 2; the rest waits
+    assert image_of(clusters["a"], "shop-staging", "app0").endswith(digest(2))
+    services.artifact_publish(resource=web, digest=digest(3))
+    reconcile.reconcile_resource(web.pk)
+    assert Resource.objects.get(pk=follower.pk).dirty_at is not None  # held: the holder must see to it
+    assert reconcile._run(steps) is not None
+    row = Resource.objects.get(pk=follower.pk)
+    assert (row.current_digest, row.claim_token, row.dirty_at) == (digest(3), "", None)
+    assert image_of(clusters["a"], "shop-staging", "app0").endswith(digest(3))
+    assert follower.pk not in queued  # not through the queue
+
+
+def test_a_share_starts_again_what_changed_while_it_held_it(dev, staging, make_resource, clusters, monkeypatch):
+    from environments.models import Resource
+    from promotions import queue, reconcile
+
+    web, followers = _published_twice(dev, staging, make_resource, 3)
+    queued, real = [], reconcile.publish_status
+    monkeypatch.setattr(queue, "enqueue_reconcile", lambda resource_id, **kwargs: queued.append(resource_id))
+
+    def publish_meanwhile(kube, resource, *args, **kwargs):
+        if resource.name == "app0" and not Resource.objects.filter(pk=web.pk, current_digest=digest(3)).exists():
+            services.artifact_publish(resource=web, digest=digest(3))  # while all three are held
+            reconcile.reconcile_resource(web.pk)
+        return real(kube, resource, *args, **kwargs)
+
+    monkeypatch.setattr(reconcile, "publish_status", publish_meanwhile)
+    writes = _writes(monkeypatch)
+    tasks.reconcile_resources([f.pk for f in followers])
+    followers_writes = [(kind, name) for kind, name in writes if name != "web"]
+    # Every Deployment on digest 2 first; each started again on digest 3 as soon as it is
+    # finished; then the rest of those.
+    assert [kind for kind, _ in followers_writes] == (["Deployment"] * 3 + ["ImageSource", "ImageSource/status", "Deployment"] * 3
+                                                      + ["ImageSource", "ImageSource/status"] * 3)
+    for follower in followers:
+        row = Resource.objects.get(pk=follower.pk)
+        assert (row.current_digest, row.claim_token, row.dirty_at) == (digest(3), "", None)
+        assert image_of(clusters["a"], "shop-staging", follower.name).endswith(digest(3))
+    assert not set(queued) & {f.pk for f in followers}
+
+
+def test_a_reconcile_whose_claim_was_taken_while_it_waited_stops(dev, staging, make_resource, clusters, monkeypatch, settings):
+    from environments.models import Resource
+    from promotions import reconcile
+
+    web, (follower,) = _published_twice(dev, staging, make_resource, 1)
+    steps = reconcile.reconcile_steps(follower.pk)
+    next(steps)
+    Resource.objects.filter(pk=follower.pk).update(claim_token="another-worker")  # its lease ran out; taken over
+    settings.HOIST_RECONCILE_LEASE_S = 0
+    writes = _writes(monkeypatch)
+    assert reconcile._run(steps) is None
+    assert writes == []  # no ImageSource written by a worker that no longer holds the resource
+    row = Resource.objects.get(pk=follower.pk)
+    assert (row.current_digest, row.claim_token) == (digest(1), "another-worker")  # the new holder records

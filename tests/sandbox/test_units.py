@@ -192,3 +192,20 @@ def test_no_op_check_ignores_only_resource_version_and_managed_field_times():
     other = obj()
     other["status"] = {}
     assert not _same_but_volatile(obj(), other)
+
+
+@pytest.mark.parametrize("which", ["main", "status", "all"])
+def test_field_set_walks_only_what_its_scope_keeps(which):
+    from sandbox.kinds import Registry
+
+    rt = Registry().lookup("apps", "v1", "deployments")
+    from tests.sandbox.manifests import deployment
+
+    obj = deployment(replicas=2)
+    obj["metadata"].update(namespace="default", uid="u", resourceVersion="7", generation=3, annotations={"a": "b"},
+                           managedFields=[{"manager": "m", "operation": "Apply", "fieldsV1": {"f:spec": {}}}])
+    obj["status"] = {"observedGeneration": 3, "conditions": [{"type": "Available", "status": "True"}]}
+    node = rt.root_node()
+    full = ssa.scope(ssa.field_set(obj, node), which)
+    assert ssa.scope(ssa.field_set(obj, node, which), which) == full
+    assert full  # something is tracked in every scope
