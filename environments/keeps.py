@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from django.conf import settings
-from django.db.models import F, Window
+from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from .models import Artifact, Binding, Keep, Resource
@@ -63,11 +63,14 @@ FIELDS = ("pk", "current_image", "current_digest", "binding", "pinned_digest", "
           "environment__cluster_id", "promote_from__environment__cluster_id", "promote_from__current_image")
 
 
-def needs(resources: Iterable[int] | Iterable[Resource] | None = None) -> dict[int, list[Need]]:
+def needs(resources: Iterable[int] | Iterable[Resource] | None = None, *, ids: QuerySet | None = None
+          ) -> dict[int, list[Need]]:
     """What each resource needs kept, running first, then the pin, then the rollback candidates
     newest first; a digest once, with all its roles. `resources`: ids, or Resource rows loaded
     with `select_related("environment", "promote_from__environment")` (a list page has them:
-    one query fewer); None for every resource. At most three queries, whatever the number."""
+    one query fewer); None for every resource. `ids`: the same resources' ids as a query, when
+    the caller has one (a list page): their artifacts are read by it, where 500 ids written into
+    the SQL one by one cost more than the query. At most three queries, whatever the number."""
     given = None if resources is None else list(resources)
     if given and isinstance(given[0], Resource):
         described = [_fields(resource) for resource in given]
@@ -78,7 +81,8 @@ def needs(resources: Iterable[int] | Iterable[Resource] | None = None) -> dict[i
         described = list(rows.values(*FIELDS))
     if not described:
         return {}
-    ids = [r["pk"] for r in described] if given is not None else None
+    if ids is None and given is not None:
+        ids = [r["pk"] for r in described]
     healthy = _healthy(ids, settings.HOIST_KEEP_HEALTHY)
     upstream_repos = _upstream_repositories(described)
     found: dict[int, list[Need]] = {}
@@ -112,7 +116,7 @@ def _fields(resource: Resource) -> dict:
     }
 
 
-def _healthy(ids: list[int] | None, n: int) -> dict[int, list[tuple[str, str]]]:
+def _healthy(ids: list[int] | QuerySet | None, n: int) -> dict[int, list[tuple[str, str]]]:
     """Each resource's last `n` distinct digests that ran healthy, newest first."""
     if n <= 0:
         return {}
@@ -154,12 +158,12 @@ def _pinned_repository(r: dict, running_repo: str, upstream_repos: dict) -> str:
 # --- what the pages and the API show ------------------------------------------------------------
 
 
-def protection(resources: Iterable[int] | Iterable[Resource]) -> dict[int, list[dict]]:
-    """For each resource (ids, or rows as `needs` takes them): every digest it needs kept, its
+def protection(resources: Iterable[int] | Iterable[Resource], *, ids: QuerySet | None = None) -> dict[int, list[dict]]:
+    """For each resource (ids or rows, and `ids`, as `needs` takes them): every digest it needs kept, its
     roles, where, the keep tag, and whether it is kept (`state`: a Keep.State value, "pending"
     before Hoist first looked) with the reason when it is not. At most four queries, whatever
     the number of resources."""
-    found = needs(resources)
+    found = needs(resources, ids=ids)
     keys = {need.key for listed in found.values() for need in listed if need.repository}
     rows = {}
     if keys:

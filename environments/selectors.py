@@ -303,11 +303,15 @@ def watched_tag(image: str) -> tuple[str, str, str] | None:
 
 def tag_watches_for(resources) -> dict[int, dict]:
     """For each image-source resource given by tag (by id): how its tag is watched. Three
-    queries for any number of resources."""
+    queries for any number of resources. Resources watching the same tag share one dict
+    (a list page's rows often do): read it, don't change it."""
     keys = {}
+    parsed: dict[str, tuple[str, str, str] | None] = {}  # each distinct image parsed once
     for resource in resources:
         if resource.source_type == SourceType.IMAGE:
-            key = watched_tag(resource.image)
+            if resource.image not in parsed:
+                parsed[resource.image] = watched_tag(resource.image)
+            key = parsed[resource.image]
             if key is not None:
                 keys[resource.pk] = key
     if not keys:
@@ -317,10 +321,10 @@ def tag_watches_for(resources) -> dict[int, dict]:
         host__in=hosts, repository__in={key[1] for key in keys.values()}, tag__in={key[2] for key in keys.values()})}
     intervals = dict(RegistryHost.objects.filter(host__in=hosts, watch_interval_s__isnull=False)
                      .values_list("host", "watch_interval_s"))
-    found = {}
-    for resource_id, key in keys.items():
+    shown = {}
+    for key in set(keys.values()):
         watch = watches.get(key)
-        found[resource_id] = {
+        shown[key] = {
             "tag": f"{key[0]}/{key[1]}:{key[2]}",
             "interval_s": intervals.get(key[0]) or int(settings.HOIST_TAG_WATCH_INTERVAL_S),
             "checked_at": watch.checked_at if watch else None,
@@ -329,7 +333,7 @@ def tag_watches_for(resources) -> dict[int, dict]:
             "digest": (watch.digest or None) if watch else None,
             "error": (watch.last_error or None) if watch else None,
         }
-    return found
+    return {resource_id: shown[key] for resource_id, key in keys.items()}
 
 
 def tag_watch_of(resource: Resource) -> dict | None:

@@ -7,7 +7,7 @@ port or digest is) live in the services, which every entry point calls.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone as dt_timezone
 
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import empty
@@ -90,10 +90,15 @@ def datetime_writer():
     zone = field.default_timezone()
     if zone is None or output_format is None or output_format.lower() != ISO_8601:
         return field.to_representation
+    # The database hands back datetimes in datetime.timezone.utc: when the current zone is UTC too
+    # (zoneinfo's, another object), converting changes nothing but costs a call per value.
+    in_utc = zone is dt_timezone.utc or str(zone) in ("UTC", "Etc/UTC")
 
     def write(value):
         if not value:
             return None
+        if in_utc and type(value) is datetime and value.tzinfo is dt_timezone.utc:
+            return value.isoformat()[:-6] + "Z"
         if not isinstance(value, datetime) or value.utcoffset() is None:
             return field.to_representation(value)
         text = value.astimezone(zone).isoformat()

@@ -326,7 +326,7 @@ class ResourceSerializer(serializers.Serializer):
         """The context and a datetime writer (writing as the DateTimeFields above), looked up once for
         all the rows of a list."""
         if self._shared is None:
-            self._shared = {**self.context, "when": datetime_writer()}
+            self._shared = {**self.context, "when": datetime_writer(), "written_watches": {}}
         return self._shared
 
     def to_representation(self, resource: Resource) -> dict:
@@ -410,10 +410,21 @@ class ResourceSerializer(serializers.Serializer):
     @staticmethod
     def _watch(resource: Resource, shared: dict) -> dict | None:
         watches = shared.get("watches")  # a list reads them once for the page
-        watch = watches.get(resource.pk) if watches is not None else selectors.tag_watch_of(resource)
+        if watches is None:
+            return ResourceSerializer._write_watch(selectors.tag_watch_of(resource), shared["when"])
+        watch = watches.get(resource.pk)
         if watch is None:
             return None
-        when = shared["when"]
+        # Rows watching the same tag share one watch (selectors.tag_watches_for): written once.
+        written = shared["written_watches"]
+        if id(watch) not in written:
+            written[id(watch)] = ResourceSerializer._write_watch(watch, shared["when"])
+        return written[id(watch)]
+
+    @staticmethod
+    def _write_watch(watch: dict | None, when) -> dict | None:
+        if watch is None:
+            return None
         return {**watch, **{k: when(watch[k]) if watch[k] else None for k in ("checked_at", "changed_at", "next_check_at")}}
 
 
