@@ -154,10 +154,16 @@ def up_to_date(resource: Resource) -> bool:
 
 def claim(resource_id: int) -> Claim | None:
     """Take the resource for this worker, unless another one holds a live claim."""
-    now = timezone.now()
-    token = secrets.token_hex(8)
-    taken = rows.claim(resource_id, token, now, now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S))
-    return Claim(token, now) if taken else None
+    held = _new_claim()
+    return held if rows.claim(resource_id, held.token, held.started, _lease_end(held)) else None
+
+
+def _new_claim() -> Claim:
+    return Claim(secrets.token_hex(8), timezone.now())
+
+
+def _lease_end(held: Claim) -> datetime:
+    return held.started + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S)
 
 
 def extend(resource_id: int, held: Claim, seconds: float) -> bool:
@@ -214,16 +220,7 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
     observer hands it out again a few seconds later (the sweep is the safety
     net). A permanent one marks it failed.
     """
-    attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
-    for attempt in range(1, attempts + 1):
-        try:
-            return reconcile_once(resource_id, sweep=sweep, batch=batch)
-        except LostClaim:
-            return None  # the worker that took over records
-        except (ClusterError, RegistryError) as exc:
-            if _gave_up(resource_id, exc, attempt, attempts, batch):
-                return None
-    return None
+    return _run(_attempts(resource_id, sweep=sweep, batch=batch, in_two=False))
 
 
 def reconcile_steps(resource_id: int, *, sweep: bool = False, batch: Batch | None = None,
@@ -238,13 +235,21 @@ def reconcile_steps(resource_id: int, *, sweep: bool = False, batch: Batch | Non
     A change made while the claim was held (a publish while the reconcile waited for its
     second step: a queued task found it claimed and left it) is reconciled again by the
     caller: the id is added to `again`; without `again`, here and now."""
+    return _attempts(resource_id, sweep=sweep, batch=batch, in_two=True, again=again)
+
+
+def _attempts(resource_id: int, *, sweep: bool, batch: Batch | None, in_two: bool,
+              again: list | None = None) -> Generator[None, None, Outcome | None]:
+    """The attempts of reconcile_resource (in one go) and reconcile_steps (`in_two`)."""
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
     for attempt in range(1, attempts + 1):
-        changed = []  # the resource's id, if it changed while this attempt held it
+        # In two steps, a change made while this attempt held the resource is the caller's
+        # (the id is added); in one go, release() queues it.
+        changed = [] if in_two else None
         try:
-            outcome = yield from _steps(resource_id, sweep=sweep, batch=batch, in_two=True, changed=changed)
+            outcome = yield from _steps(resource_id, sweep=sweep, batch=batch, in_two=in_two, changed=changed)
         except LostClaim:
-            return None
+            return None  # the worker that took over records
         except (ClusterError, RegistryError) as exc:
             if _gave_up(resource_id, exc, attempt, attempts, batch):
                 if changed:
@@ -280,13 +285,8 @@ def _gave_up(resource_id: int, exc: ClusterError | RegistryError, attempt: int, 
     return False
 
 
-def reconcile_once(resource_id: int, *, sweep: bool = False, batch: Batch | None = None) -> Outcome | None:
-    """One attempt; `batch` is what the reconciles of one task share (see Batch)."""
-    return _run(_steps(resource_id, sweep=sweep, batch=batch, in_two=False))
-
-
 def _run(steps: Generator):
-    """Run a generator of steps (reconcile_steps, _steps, _apply_steps) to its end; its result."""
+    """Run a generator of steps (_attempts, _apply_steps) to its end; its result."""
     try:
         while True:
             next(steps)
@@ -296,8 +296,9 @@ def _run(steps: Generator):
 
 def _steps(resource_id: int, *, sweep: bool, batch: Batch | None, in_two: bool,
            changed: list | None = None) -> Generator[None, None, Outcome | None]:
-    """One attempt, as steps: with `in_two`, a pause once the Deployment is applied (see
-    reconcile_steps); without, apply_objects() in one go. `changed`: the caller reconciles
+    """One attempt (`batch`: what the reconciles of one task share, see Batch), as steps: with
+    `in_two`, a pause once the Deployment is applied (see reconcile_steps); without,
+    apply_objects() in one go. `changed`: the caller reconciles
     again a change made while the claim was held (the id is added), instead of the queue."""
     held, loaded = _claim_and_load(resource_id)
     if held is None:
@@ -408,14 +409,13 @@ def _claim_and_load(resource_id: int) -> tuple[Claim | None, rows.Loaded | None]
     project and upstream, in one statement where the database allows (promotions.rows), which
     also says whether it has env vars, queued promotions and freeze windows: each "no" is a
     query not made. (None, None) when another worker holds it."""
-    now = timezone.now()
-    token = secrets.token_hex(8)
-    taken, loaded = rows.claim_and_load(resource_id, token, now, now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S))
+    held = _new_claim()
+    taken, loaded = rows.claim_and_load(resource_id, held.token, held.started, _lease_end(held))
     if not taken:
         return None, None
     if loaded is not None and not loaded.has_freeze_windows:
         rows.known_empty(loaded.resource.environment, "freeze_windows")  # what governance.hold reads
-    return Claim(token, now), loaded
+    return held, loaded
 
 
 def _retry_at(resource_id: int, exc: Exception) -> datetime:
@@ -510,7 +510,7 @@ def _rollback_if_failed(resource: Resource, target: Target) -> Target:
             sequence=resource.applied_seq if target.sequence else 0, source_artifact=artifact,
             first_published_at=None, reason=Promotion.Reason.ROLLBACK, recheck_at=target.recheck_at,
         )
-    return target  # reconcile_once leaves a failed digest alone (the sweep re-applies it only on drift)
+    return target  # a reconcile leaves a failed digest alone (the sweep re-applies it only on drift)
 
 
 def _decide_own(resource: Resource) -> Target:
