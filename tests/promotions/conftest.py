@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 from promotions.kube import forget_clients, forget_crd_cache
@@ -43,3 +45,18 @@ def _pool_connections_closed():
     from promotions import tasks
 
     tasks.close_pool_connections()
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """names[name] = address: what getaddrinfo answers for those names (others as usual)."""
+    names: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], int(port)))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names

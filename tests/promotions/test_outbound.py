@@ -9,7 +9,6 @@ can own a public name.
 from __future__ import annotations
 
 import ast
-import socket
 from datetime import timedelta
 
 import pytest
@@ -44,21 +43,6 @@ def fast_registry_calls(settings):
     settings.HOIST_REGISTRY_DEADLINE_S = 1.0
     settings.HOIST_REQUEST_REGISTRY_WAIT_S = 0.5
     return settings
-
-
-@pytest.fixture
-def fake_dns(monkeypatch):
-    """names[name] = address: what getaddrinfo answers for those names (others as usual)."""
-    names: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host in names:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], int(port)))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return names
 
 
 # --- the policy itself --------------------------------------------------------------------------
@@ -186,9 +170,11 @@ class TestConnections:
         assert black_hole.accepted == 0
         assert "127.0.0.1" not in refused.value.message
 
-    def test_a_redirect_to_a_private_address_is_refused(self, settings, fake_dns, fake_registry, black_hole):
+    @pytest.mark.parametrize("bulk", [False, True], ids=["api", "blob-transport"])
+    def test_a_redirect_to_a_private_address_is_refused(self, settings, fake_dns, fake_registry, black_hole, bulk):
         # The registry itself is listed (its name points at the fake registry on loopback);
-        # its redirect goes to a name that resolves to loopback too, but is not listed.
+        # its redirect goes to a name that resolves to loopback too, but is not listed. Blob
+        # bodies (`bulk`) take Hoist's own transport: the policy holds there too.
         settings.HOIST_ALLOWED_REGISTRIES = ["listed.example"]
         settings.HOIST_ALLOW_PRIVATE_REGISTRIES = False
         port = int(fake_registry.host.rsplit(":", 1)[1])
@@ -198,7 +184,7 @@ class TestConnections:
             307, b"", {"Location": f"http://sneaky.example:{black_hole.port}/steal"})
         with self.policed_client() as client, pytest.raises(RegistryError) as refused:
             client._send("GET", f"http://listed.example:{port}/v2/app/blobs/x", host=f"listed.example:{port}",
-                         scopes=(), what="downloading", follow_redirects=True)
+                         scopes=(), what="downloading", follow_redirects=True, bulk=bulk)
         assert refused.value.code == OUTBOUND_REFUSED
         assert len(fake_registry.requests) == 1 and black_hole.accepted == 0
 
