@@ -20,7 +20,11 @@ from django_q.tasks import async_task
 
 from environments.models import Resource
 
-MAX_CHUNK = 25
+# A fan-out is cut into one chunk per worker (each applies its chunk's Deployments before the
+# rest of their reconciles, so all workers together send every Deployment first), of at most
+# this many resources: a bigger fan-out is shared by more tasks, and so by more worker
+# machines when several take from the queue.
+MAX_CHUNK = 250
 
 
 def mark_dirty(resource_ids: list[int]) -> None:
@@ -55,7 +59,10 @@ def enqueue_reconcile_many(resource_ids: list[int]) -> None:
 
     Each task carries its own queue round trip (insert, poll, lock, result
     row); with 100 track-latest dependants that overhead, not the reconciles,
-    would dominate. One chunk per worker keeps every worker busy.
+    would dominate. One chunk per worker keeps every worker busy, and lets
+    each send all its Deployments before finishing any reconcile
+    (promotions.tasks): smaller chunks taken one after another would hold a
+    later chunk's Deployments back behind the whole of the earlier ones.
     """
     mark_dirty(resource_ids)
     for chunk in chunks(resource_ids):

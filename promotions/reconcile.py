@@ -142,6 +142,10 @@ class Claim:
     started: datetime
     # Given back already, with the record (see record(release_now=...)): release() has nothing to do.
     released: bool = False
+    # When the lease was last set (`started`, then each renewal): how old the claim is.
+    renewed: datetime | None = None
+    # Found taken by another worker while this one waited (renew()): stop before writing anything.
+    lost: bool = False
 
 
 def up_to_date(resource: Resource) -> bool:
@@ -168,12 +172,37 @@ def _lease_end(held: Claim) -> datetime:
 
 def extend(resource_id: int, held: Claim, seconds: float) -> bool:
     """Renew the claim; False if it is no longer this worker's."""
-    return bool(Resource.objects.filter(pk=resource_id, claim_token=held.token).update(
-        claimed_until=timezone.now() + timedelta(seconds=seconds)))
+    now = timezone.now()
+    if not Resource.objects.filter(pk=resource_id, claim_token=held.token).update(
+            claimed_until=now + timedelta(seconds=seconds)):
+        return False
+    held.renewed = now
+    return True
+
+
+def renew(claims: dict[int, Claim]) -> set[int]:
+    """Renew, in one statement, the claims of reconciles waiting for their second step (by
+    resource id); the ids of those another worker took meanwhile (their claims are marked
+    `lost`: they stop before writing anything)."""
+    if not claims:
+        return set()
+    now = timezone.now()
+    tokens = [held.token for held in claims.values()]
+    mine = Resource.objects.filter(pk__in=list(claims), claim_token__in=tokens)  # tokens are unique
+    lost: set[int] = set()
+    if mine.update(claimed_until=now + timedelta(seconds=settings.HOIST_RECONCILE_LEASE_S)) < len(claims):
+        lost = set(claims) - set(mine.values_list("pk", flat=True))
+    for resource_id, held in claims.items():
+        if resource_id in lost:
+            held.lost = True
+        else:
+            held.renewed = now
+    return lost
 
 
 def _older_than(held: Claim, seconds: float) -> bool:
-    return (timezone.now() - held.started).total_seconds() > seconds
+    """Whether the claim's lease was set (taken or renewed) more than `seconds` ago."""
+    return (timezone.now() - (held.renewed or held.started)).total_seconds() > seconds
 
 
 def release(resource_id: int, held: Claim, *, recheck_at: datetime | None = None, done: bool = True,
@@ -224,13 +253,16 @@ def reconcile_resource(resource_id: int, *, sweep: bool = False, batch: Batch | 
 
 
 def reconcile_steps(resource_id: int, *, sweep: bool = False, batch: Batch | None = None,
-                    again: list | None = None) -> Generator[None, None, Outcome | None]:
+                    again: list | None = None) -> Generator[Claim, None, Outcome | None]:
     """reconcile_resource() in two steps, for the resources of one fan-out chunk
     (promotions.tasks): it yields once the Deployment is applied, and reads the rollout,
     publishes to its own dependants and records when resumed. The worker applies every
     Deployment of its chunk first: the last one reaches its cluster after about a third of
-    the chunk's work instead of all of it. Claims, forward-only and the record's
-    compare-and-set are the same as reconcile_resource's; only the order of the work changes.
+    the chunk's work instead of all of it. What it yields is the claim it holds: while it
+    waits, the caller keeps the claim alive (renew()); resumed, it renews the claim itself if
+    it is older than half its lease, and stops (LostClaim) if another worker took it. Claims,
+    forward-only and the record's compare-and-set are the same as reconcile_resource's; only
+    the order of the work changes.
 
     A change made while the claim was held (a publish while the reconcile waited for its
     second step: a queued task found it claimed and left it) is reconciled again by the
@@ -239,7 +271,7 @@ def reconcile_steps(resource_id: int, *, sweep: bool = False, batch: Batch | Non
 
 
 def _attempts(resource_id: int, *, sweep: bool, batch: Batch | None, in_two: bool,
-              again: list | None = None) -> Generator[None, None, Outcome | None]:
+              again: list | None = None) -> Generator[Claim, None, Outcome | None]:
     """The attempts of reconcile_resource (in one go) and reconcile_steps (`in_two`)."""
     attempts = max(1, settings.HOIST_RECONCILE_ATTEMPTS)
     for attempt in range(1, attempts + 1):
@@ -295,7 +327,7 @@ def _run(steps: Generator):
 
 
 def _steps(resource_id: int, *, sweep: bool, batch: Batch | None, in_two: bool,
-           changed: list | None = None) -> Generator[None, None, Outcome | None]:
+           changed: list | None = None) -> Generator[Claim, None, Outcome | None]:
     """One attempt (`batch`: what the reconciles of one task share, see Batch), as steps: with
     `in_two`, a pause once the Deployment is applied (see reconcile_steps); without,
     apply_objects() in one go. `changed`: the caller reconciles
@@ -825,7 +857,7 @@ def apply_objects(kube: ClusterClient, resource: Resource, objects: dict, target
 
 def _apply_steps(kube: ClusterClient, resource: Resource, objects: dict, target: Target, image: str,
                  plan: Plan, held: Claim | None = None, *, latest_artifact=UNKNOWN,
-                 pause: bool = False) -> Generator[None, None, rollout.Health]:
+                 pause: bool = False) -> Generator[Claim, None, rollout.Health]:
     """Apply what the plan says changed, read the rollout, then publish to dependants.
 
     The Deployment is applied whenever the image or config changed; Secret,
@@ -851,9 +883,11 @@ def _apply_steps(kube: ClusterClient, resource: Resource, objects: dict, target:
         else:
             versions[kind] = applied.marker(kind, _apply_in_namespace(kube, resource, obj))
         if kind == "Deployment" and pause:
-            yield  # the caller applies its other resources' Deployments first (reconcile_steps)
-            if held is not None and _older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2):
-                if not extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S):
+            # The caller applies its other resources' Deployments first (reconcile_steps),
+            # renewing this claim meanwhile (renew()).
+            yield held
+            if held is not None and (held.lost or _older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2)):
+                if held.lost or not extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S):
                     raise LostClaim()  # it waited too long: whoever took it over finishes
     health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
     runs = health.state == rollout.HEALTHY and health.image == image

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django.db.models import Q
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from environments.models import Resource
@@ -32,18 +33,33 @@ def reconcile_resources(resource_ids: list[int], sweep: bool = False) -> None:
     """A chunk of a fan-out. A reconcile mostly waits (on the cluster, the database), so a
     worker runs its chunk on HOIST_RECONCILE_THREADS threads: the process's own pool, whose
     threads keep their database connections from one chunk to the next (as the worker's
-    main thread does, CONN_MAX_AGE), instead of opening new ones for every chunk."""
+    main thread does, CONN_MAX_AGE), instead of opening new ones for every chunk.
+
+    A chunk whose clusters are slow may not fit the task's time limit: once a third of it is
+    spent, what has not been started is queued as a chunk of its own."""
     batch = reconcile.Batch()
+    deadline = time.monotonic() + _budget()
     threads = min(len(resource_ids), _threads())
     if threads <= 1 or getattr(_share, "running", False):
         # One thread; or a chunk queued from inside a share (django-q's sync mode runs a task
         # where it is queued): waiting on the pool from one of its own threads could wait forever.
-        _reconcile_each(resource_ids, sweep, batch)
-        return
-    shares = [resource_ids[n::threads] for n in range(threads)]  # interleaved: the first ids go first
-    pool = _pool(_threads())
-    for done in [pool.submit(_reconcile_share, share, sweep, batch) for share in shares]:
-        done.result()
+        left = _reconcile_each(resource_ids, sweep, batch, deadline)
+    else:
+        shares = [resource_ids[n::threads] for n in range(threads)]  # interleaved: the first ids go first
+        pool = _pool(_threads())
+        futures = [pool.submit(_reconcile_share, share, sweep, batch, deadline) for share in shares]
+        left = [resource_id for done in futures for resource_id in done.result()]
+    if left:
+        later = set(left)
+        async_task("promotions.tasks.reconcile_resources", [pk for pk in resource_ids if pk in later], sweep,
+                   group="drift" if sweep else "reconcile")
+
+
+def _budget() -> float:
+    """Seconds a chunk may spend starting reconciles: a third of the task's time limit, as
+    what it started still has to be finished (their second steps are about twice the work)."""
+    timeout = settings.Q_CLUSTER.get("timeout")
+    return timeout / 3 if timeout else float("inf")
 
 
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
@@ -84,13 +100,13 @@ def _threads() -> int:
     return max(1, settings.HOIST_RECONCILE_THREADS)
 
 
-def _reconcile_share(resource_ids: list[int], sweep: bool, batch: reconcile.Batch) -> None:
+def _reconcile_share(resource_ids: list[int], sweep: bool, batch: reconcile.Batch, deadline: float) -> list[int]:
     # As between two requests: a connection past its age or broken is closed (the next
     # query opens one); a healthy one is kept for the next chunk.
     close_old_connections()
     _share.running = True
     try:
-        _reconcile_each(resource_ids, sweep, batch)
+        return _reconcile_each(resource_ids, sweep, batch, deadline)
     finally:
         _share.running = False
         close_old_connections()
@@ -102,48 +118,67 @@ def _reconcile_share(resource_ids: list[int], sweep: bool, batch: reconcile.Batc
 RESTARTS = 2
 
 
-def _reconcile_each(resource_ids: list[int], sweep: bool, batch: reconcile.Batch) -> None:
-    _Share(sweep, batch).run(resource_ids)
+def _reconcile_each(resource_ids: list[int], sweep: bool, batch: reconcile.Batch,
+                    deadline: float = float("inf")) -> list[int]:
+    return _Share(sweep, batch, deadline).run(resource_ids)
 
 
 class _Share:
     """One thread's share of a chunk, reconciled in two steps (reconcile.reconcile_steps):
     every Deployment first, then the rest of each reconcile, so what a fan-out changes
-    reaches the cluster sooner.
+    reaches the cluster sooner: with one chunk per worker, the last Deployment of a fan-out
+    goes out after about a third of its work.
 
-    A reconcile between its two steps holds its claim: those waiting are finished before the
-    oldest claim is a quarter of its lease old (it is renewed at half). One that changed while
-    held is started again as soon as it is finished, its Deployment first again, rather than
-    queued as a task of its own."""
+    A reconcile between its two steps holds its claim. The share keeps all those claims
+    alive in one statement (reconcile.renew) whenever the oldest is a quarter of its lease
+    old, so a worker killed meanwhile still gives them up within a lease; one another worker
+    took meanwhile stops before writing anything. One that changed while held is started
+    again as soon as it is finished, its Deployment first again, rather than queued as a
+    task of its own."""
 
-    def __init__(self, sweep: bool, batch: reconcile.Batch):
-        self.sweep, self.batch = sweep, batch
+    def __init__(self, sweep: bool, batch: reconcile.Batch, deadline: float):
+        self.sweep, self.batch, self.deadline = sweep, batch, deadline
         self.waiting: list = []  # (resource id, its steps, its `again`, restarts so far)
-        self.oldest = 0.0  # when the first of them began waiting (monotonic)
+        self.held: dict[int, reconcile.Claim] = {}  # the claims of those waiting, by resource id
+        self.oldest = None  # when the oldest of those claims was taken or last renewed
 
-    def run(self, resource_ids: list[int]) -> None:
-        for resource_id in resource_ids:
+    def run(self, resource_ids: list[int]) -> list[int]:
+        """Reconcile; the ids not started because the deadline passed."""
+        left: list[int] = []
+        for n, resource_id in enumerate(resource_ids):
+            if n and time.monotonic() > self.deadline:
+                left = resource_ids[n:]
+                break
             self._start(resource_id, self.batch, 0)
         while self.waiting:
             self._finish()
+        return left
 
     def _start(self, resource_id: int, batch: reconcile.Batch, restarts: int) -> None:
         again: list[int] = []
         steps = reconcile.reconcile_steps(resource_id, sweep=self.sweep, batch=batch, again=again)
-        if _step(resource_id, steps):
-            if not self.waiting:
-                self.oldest = time.monotonic()
-            self.waiting.append((resource_id, steps, again, restarts))
-        else:
+        held = _step(resource_id, steps)
+        if held is _ENDED:
             self._ended(resource_id, again, restarts, batch)
-        if self.waiting and time.monotonic() - self.oldest > settings.HOIST_RECONCILE_LEASE_S / 4:
-            self._finish()
+        else:
+            self.waiting.append((resource_id, steps, again, restarts))
+            if not self.held:
+                self.oldest = held.renewed or held.started
+            self.held[resource_id] = held
+        self._keep_alive()
+
+    def _keep_alive(self) -> None:
+        if self.held and (timezone.now() - self.oldest).total_seconds() > settings.HOIST_RECONCILE_LEASE_S / 4:
+            reconcile.renew(self.held)
+            self.oldest = timezone.now()
 
     def _finish(self) -> None:
         waiting, self.waiting = self.waiting, []
         batch = self.batch.renewed()  # for those started again: what they read may have changed
         for resource_id, steps, again, restarts in waiting:
-            while _step(resource_id, steps):
+            self._keep_alive()
+            del self.held[resource_id]
+            while _step(resource_id, steps) is not _ENDED:
                 pass
             self._ended(resource_id, again, restarts, batch)
 
@@ -156,17 +191,19 @@ class _Share:
             queue.enqueue_reconcile(resource_id)
 
 
-def _step(resource_id: int, steps) -> bool:
-    """Run a reconcile's next step; True if it has another."""
+_ENDED = object()
+
+
+def _step(resource_id: int, steps):
+    """Run a reconcile's next step: the claim it holds while it waits for the next, or _ENDED."""
     try:
-        next(steps)
-        return True
+        return next(steps)
     except StopIteration:
-        return False
+        return _ENDED
     except Exception as exc:  # one broken resource must not starve the rest of its batch
         log.exception("reconcile of resource %s failed unexpectedly", resource_id)
         reconcile.record_failure(resource_id, exc, attempt=1, final=True)
-        return False
+        return _ENDED
 
 
 def cleanup_resource(cluster_id: int, namespace: str, project: str, environment: str, resource: str) -> None:

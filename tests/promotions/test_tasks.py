@@ -132,12 +132,87 @@ def test_a_chunk_applies_every_deployment_before_finishing_any(dev, staging, mak
         assert image_of(clusters["a"], "shop-staging", follower.name).endswith(digest(2))
 
 
-def test_a_chunk_finishes_what_waits_before_a_claim_gets_old(dev, staging, make_resource, clusters, monkeypatch, settings):
+def test_a_chunk_keeps_the_claims_of_what_waits_alive_in_one_statement(dev, staging, make_resource, clusters, monkeypatch,
+                                                                       settings):
+    from environments.models import Resource
+    from promotions import reconcile
+
     web, followers = _published_twice(dev, staging, make_resource, 3)
-    settings.HOIST_RECONCILE_LEASE_S = 0  # every claim "old" at once: nothing may wait
+    settings.HOIST_RECONCILE_LEASE_S = 0.001  # every claim "old" at once: each start renews what waits
+    renewals, real = [], reconcile.renew
+
+    def spy(claims):
+        renewals.append(sorted(claims))
+        return real(claims)
+
+    monkeypatch.setattr(reconcile, "renew", spy)
     writes = _writes(monkeypatch)
     tasks.reconcile_resources([f.pk for f in followers])
-    assert [kind for kind, _ in writes] == ["Deployment", "ImageSource", "ImageSource/status"] * 3
+    ids = [f.pk for f in followers]
+    # Still every Deployment first: old claims are renewed, all of them at once, not finished early.
+    assert [kind for kind, _ in writes] == ["Deployment"] * 3 + ["ImageSource", "ImageSource/status"] * 3
+    assert renewals[:3] == [ids[:1], ids[:2], ids]
+    assert ids[1:] in renewals[3:]  # and, while the others are finished, those still waiting
+    for follower in followers:
+        row = Resource.objects.get(pk=follower.pk)
+        assert (row.current_digest, row.claim_token, row.claimed_until) == (digest(2), "", None)
+
+
+def test_renewing_claims_moves_their_leases_and_names_those_taken_meanwhile(dev, staging, make_resource, clusters,
+                                                                           monkeypatch, settings):
+    from environments.models import Resource
+    from promotions import reconcile
+
+    web, followers = _published_twice(dev, staging, make_resource, 2)
+    kept, taken = followers
+    steps = {f.pk: reconcile.reconcile_steps(f.pk) for f in followers}
+    claims = {pk: next(step) for pk, step in steps.items()}  # each holds its claim, its Deployment applied
+    assert {pk: held.token for pk, held in claims.items()} == dict(
+        Resource.objects.filter(pk__in=claims).values_list("pk", "claim_token"))
+    before = Resource.objects.get(pk=kept.pk).claimed_until
+    Resource.objects.filter(pk=taken.pk).update(claim_token="another-worker")  # its lease ran out; taken over
+    settings.HOIST_RECONCILE_LEASE_S = 60
+    assert reconcile.renew(claims) == {taken.pk}
+    assert Resource.objects.get(pk=kept.pk).claimed_until > before
+    assert Resource.objects.get(pk=taken.pk).claim_token == "another-worker"
+    assert (claims[kept.pk].lost, claims[taken.pk].lost) == (False, True)
+    writes = _writes(monkeypatch)
+    assert reconcile._run(steps[taken.pk]) is None  # it stops: whoever holds it now records
+    assert writes == []
+    assert reconcile._run(steps[kept.pk]) is not None
+    assert [kind for kind, _ in writes] == ["ImageSource", "ImageSource/status"]
+    rows = {r.pk: r for r in Resource.objects.filter(pk__in=claims)}
+    assert (rows[kept.pk].current_digest, rows[kept.pk].claim_token) == (digest(2), "")
+    assert (rows[taken.pk].current_digest, rows[taken.pk].claim_token) == (digest(1), "another-worker")
+
+
+def test_renewing_no_claims_asks_nothing(db, django_assert_num_queries):
+    from promotions import reconcile
+
+    with django_assert_num_queries(0):
+        assert reconcile.renew({}) == set()
+
+
+def test_a_chunk_past_its_time_queues_what_it_has_not_started(dev, staging, make_resource, clusters, monkeypatch):
+    from environments.models import Resource
+
+    web, followers = _published_twice(dev, staging, make_resource, 3)
+    queued = []
+    monkeypatch.setattr(tasks, "_budget", lambda: 0)  # spent as soon as it starts
+    monkeypatch.setattr(tasks, "async_task", lambda name, *args, **kwargs: queued.append((name, args, kwargs)))
+    tasks.reconcile_resources([f.pk for f in followers], True)
+    rows = {r.name: r for r in Resource.objects.filter(pk__in=[f.pk for f in followers])}
+    assert rows["app0"].current_digest == digest(2)  # a share always starts one
+    assert rows["app1"].current_digest == rows["app2"].current_digest == digest(1)
+    assert queued == [("promotions.tasks.reconcile_resources", ([rows["app1"].pk, rows["app2"].pk], True),
+                       {"group": "drift"})]
+
+
+def test_the_budget_is_a_third_of_the_task_time_limit(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 300}
+    assert tasks._budget() == 100
+    settings.Q_CLUSTER = {key: value for key, value in settings.Q_CLUSTER.items() if key != "timeout"}
+    assert tasks._budget() == float("inf")
 
 
 def test_one_reconcile_failing_in_its_second_step_leaves_the_others_be(dev, staging, make_resource, clusters, monkeypatch):
@@ -226,3 +301,18 @@ def test_a_reconcile_whose_claim_was_taken_while_it_waited_stops(dev, staging, m
     assert writes == []  # no ImageSource written by a worker that no longer holds the resource
     row = Resource.objects.get(pk=follower.pk)
     assert (row.current_digest, row.claim_token) == (digest(1), "another-worker")  # the new holder records
+
+
+@pytest.mark.parametrize("count, sizes", [
+    (3, [1, 1, 1]),
+    (100, [25] * 4),  # one chunk per worker
+    (1000, [250] * 4),
+    (2500, [250] * 10),  # at most MAX_CHUNK: more tasks, for more worker machines
+])
+def test_a_fan_out_is_cut_into_one_chunk_per_worker(settings, count, sizes):
+    from promotions import queue
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
+    cut = queue.chunks(list(range(count)))
+    assert [len(chunk) for chunk in cut] == sizes
+    assert [pk for chunk in cut for pk in chunk] == list(range(count))
