@@ -1,5 +1,7 @@
 """Credentials and secret values are encrypted in the database row."""
 
+import io
+
 import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
@@ -64,3 +66,87 @@ def test_a_wrong_key_is_a_clear_configuration_error(cluster_a, settings):
 
 def test_mask_says_only_set_or_not():
     assert fields.mask("x") == "set" and fields.mask("") == "not set"
+
+
+def _under(column_table_pk, key: str) -> bool:
+    """Whether the stored value decrypts with `key` alone."""
+    table, column, pk = column_table_pk
+    try:
+        Fernet(key.encode()).decrypt(raw(table, column, pk)[len(fields.PREFIX):].encode())
+        return True
+    except Exception:
+        return False
+
+
+def test_rotate_credentials_re_encrypts_what_an_old_key_encrypted(cluster_a, dev, make_resource, settings):
+    from django.core.management import call_command
+
+    old = settings.HOIST_CREDENTIALS_KEYS[0]
+    cluster_a.token = "tok"
+    cluster_a.save()
+    resource = make_resource(dev, "api", database_url="postgres://app:pw@db/app",
+                             env=[{"name": "KEY", "value": "v4lue", "secret": True}])
+    var = EnvVar.objects.get(resource=resource)
+    updated_at = Resource.objects.get(pk=resource.pk).updated_at
+    new = Fernet.generate_key().decode()
+    settings.HOIST_CREDENTIALS_KEYS = [new, old]
+    values = [("environments_cluster", "token", cluster_a.pk), ("environments_resource", "database_url", resource.pk),
+              ("environments_envvar", "value", var.pk)]
+
+    checked = fields.rotate(check=True)
+    assert checked.rotated["environments.Cluster.token"] == 1 and checked.pending == 3
+    assert all(_under(value, old) for value in values)  # a check changes nothing
+
+    done = fields.rotate()
+    assert done.pending == 3 and not done.unreadable
+    assert all(_under(value, new) and not _under(value, old) for value in values)
+    assert fields.rotate().pending == 0  # again: nothing left
+    settings.HOIST_CREDENTIALS_KEYS = [new]  # the old key can go
+    assert Cluster.objects.get(pk=cluster_a.pk).token == "tok"
+    row = Resource.objects.get(pk=resource.pk)
+    assert row.database_url == "postgres://app:pw@db/app" and row.updated_at == updated_at
+    assert EnvVar.objects.get(pk=var.pk).value == "v4lue"
+    call_command("rotate_credentials", "--check", stdout=io.StringIO())  # exits 0: nothing left
+
+
+def test_rotate_credentials_check_fails_while_values_wait(cluster_a, settings):
+    from django.core.management import CommandError, call_command
+
+    cluster_a.token = "tok"
+    cluster_a.save()
+    settings.HOIST_CREDENTIALS_KEYS = [Fernet.generate_key().decode(), *settings.HOIST_CREDENTIALS_KEYS]
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 values are not under the first key"):
+        call_command("rotate_credentials", "--check", stdout=out)
+    assert "environments.Cluster.token: 0 under the first key, 1 to re-encrypt" in out.getvalue()
+    call_command("rotate_credentials", stdout=out)
+    assert "1 values re-encrypted" in out.getvalue()
+
+
+def test_rotate_credentials_leaves_what_no_key_reads_and_says_where(cluster_a, settings):
+    from django.core.management import CommandError, call_command
+
+    cluster_a.token = "tok"
+    cluster_a.save()
+    stored = raw("environments_cluster", "token", cluster_a.pk)
+    settings.HOIST_CREDENTIALS_KEYS = [Fernet.generate_key().decode()]  # the old key was dropped too soon
+    with pytest.raises(CommandError, match=rf"environments.Cluster.token ids {cluster_a.pk}\b.*Put the key"):
+        call_command("rotate_credentials", stdout=io.StringIO())
+    assert raw("environments_cluster", "token", cluster_a.pk) == stored  # untouched
+
+
+def test_a_value_saved_during_rotation_is_not_overwritten(cluster_a, settings, monkeypatch):
+    cluster_a.token = "tok"
+    cluster_a.save()
+    new = Fernet.generate_key().decode()
+    settings.HOIST_CREDENTIALS_KEYS = [new, *settings.HOIST_CREDENTIALS_KEYS]
+    real = fields.MultiFernet.rotate
+
+    def saved_meanwhile(self, token):
+        Cluster.objects.filter(pk=cluster_a.pk).update(token="changed")  # a person edits it now
+        return real(self, token)
+
+    monkeypatch.setattr(fields.MultiFernet, "rotate", saved_meanwhile)
+    found = fields.rotate()
+    assert found.pending == 0 and found.current["environments.Cluster.token"] == 1
+    assert Cluster.objects.get(pk=cluster_a.pk).token == "changed"
