@@ -169,7 +169,8 @@ class _Share:
 
     def _keep_alive(self) -> None:
         if self.held and (timezone.now() - self.oldest).total_seconds() > settings.HOIST_RECONCILE_LEASE_S / 4:
-            reconcile.renew(self.held)
+            for resource_id in reconcile.renew(self.held):  # taken meanwhile: it stops when resumed
+                del self.held[resource_id]
             self.oldest = timezone.now()
 
     def _finish(self) -> None:
@@ -177,7 +178,7 @@ class _Share:
         batch = self.batch.renewed()  # for those started again: what they read may have changed
         for resource_id, steps, again, restarts in waiting:
             self._keep_alive()
-            del self.held[resource_id]
+            self.held.pop(resource_id, None)
             while _step(resource_id, steps) is not _ENDED:
                 pass
             self._ended(resource_id, again, restarts, batch)

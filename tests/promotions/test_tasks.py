@@ -316,3 +316,29 @@ def test_a_fan_out_is_cut_into_one_chunk_per_worker(settings, count, sizes):
     cut = queue.chunks(list(range(count)))
     assert [len(chunk) for chunk in cut] == sizes
     assert [pk for chunk in cut for pk in chunk] == list(range(count))
+
+
+def test_a_share_whose_waiting_claim_is_taken_stops_that_one_and_finishes_the_rest(dev, staging, make_resource, clusters,
+                                                                                   monkeypatch, settings):
+    from environments.models import Resource
+    from promotions import reconcile
+
+    web, followers = _published_twice(dev, staging, make_resource, 3)
+    settings.HOIST_RECONCILE_LEASE_S = 0.001  # each start renews what waits
+    real = reconcile.renew
+
+    def taken_after_the_first(claims):
+        if len(claims) == 2:  # app0 and app1 wait: app0's lease ran out and another worker took it
+            Resource.objects.filter(pk=followers[0].pk).update(claim_token="another-worker")
+        return real(claims)
+
+    monkeypatch.setattr(reconcile, "renew", taken_after_the_first)
+    writes = _writes(monkeypatch)
+    tasks.reconcile_resources([f.pk for f in followers])
+    # app0 wrote its Deployment before it lost the claim, nothing after; the others finished.
+    assert writes == [("Deployment", "app0"), ("Deployment", "app1"), ("Deployment", "app2"),
+                      ("ImageSource", "app1"), ("ImageSource/status", "app1"),
+                      ("ImageSource", "app2"), ("ImageSource/status", "app2")]
+    rows = {r.name: r for r in Resource.objects.filter(pk__in=[f.pk for f in followers])}
+    assert (rows["app0"].current_digest, rows["app0"].claim_token) == (digest(1), "another-worker")
+    assert rows["app1"].current_digest == rows["app2"].current_digest == digest(2)
