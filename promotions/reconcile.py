@@ -257,8 +257,8 @@ def reconcile_steps(resource_id: int, *, sweep: bool = False, batch: Batch | Non
     """reconcile_resource() in two steps, for the resources of one fan-out chunk
     (promotions.tasks): it yields once the Deployment is applied, and reads the rollout,
     publishes to its own dependants and records when resumed. The worker applies every
-    Deployment of its chunk first: the last one reaches its cluster after about a third of
-    the chunk's work instead of all of it. What it yields is the claim it holds: while it
+    Deployment of its chunk first: the last one reaches its cluster about halfway through
+    the chunk's work instead of at its end. What it yields is the claim it holds: while it
     waits, the caller keeps the claim alive (renew()); resumed, it renews the claim itself if
     it is older than half its lease, and stops (LostClaim) if another worker took it. Claims,
     forward-only and the record's compare-and-set are the same as reconcile_resource's; only

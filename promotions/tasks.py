@@ -127,7 +127,7 @@ class _Share:
     """One thread's share of a chunk, reconciled in two steps (reconcile.reconcile_steps):
     every Deployment first, then the rest of each reconcile, so what a fan-out changes
     reaches the cluster sooner: with one chunk per worker, the last Deployment of a fan-out
-    goes out after about a third of its work.
+    goes out about halfway through its work (the second steps are the larger part).
 
     A reconcile between its two steps holds its claim. The share keeps all those claims
     alive in one statement (reconcile.renew) whenever the oldest is a quarter of its lease
