@@ -886,9 +886,9 @@ def _apply_steps(kube: ClusterClient, resource: Resource, objects: dict, target:
             # The caller applies its other resources' Deployments first (reconcile_steps),
             # renewing this claim meanwhile (renew()).
             yield held
-            if held is not None and (held.lost or _older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2)):
-                if held.lost or not extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S):
-                    raise LostClaim()  # it waited too long: whoever took it over finishes
+            if held is not None and (held.lost or (_older_than(held, settings.HOIST_RECONCILE_LEASE_S / 2)
+                                                   and not extend(resource.pk, held, settings.HOIST_RECONCILE_LEASE_S))):
+                raise LostClaim()  # it waited too long: whoever took it over finishes
     health = rollout.assess(kube.get("apps/v1", "Deployment", resource.environment.namespace, resource.name), resource.name)
     runs = health.state == rollout.HEALTHY and health.image == image
     now = timezone.now()
