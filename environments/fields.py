@@ -97,10 +97,11 @@ def rotate(*, check: bool = False, batch: int = 500) -> Rotation:
     """Re-encrypt under the first key of HOIST_CREDENTIALS_KEYS every stored value another key
     encrypted, so the old keys can be dropped. `check`: count them, change nothing.
 
-    Each value is rewritten on its own, and only if it is still the ciphertext read (a value
-    saved meanwhile is already under the first key): running it while Hoist runs is safe, and
-    running it again finds nothing to do. The rows are not saved through the model: no
-    `updated_at` moves and no reconcile is queued, since no plain value changes.
+    Each value is rewritten only if it is still the ciphertext read (a value saved meanwhile
+    is already under the first key): running it while Hoist runs is safe, and running it again
+    finds nothing to do. The rows are not saved through the model: no `updated_at` moves and
+    no reconcile is queued, since no plain value changes. Called through
+    services.credentials_rotate, which audits it.
     """
     from django.db.models import F, TextField, Value
     from django.db.models.functions import Cast

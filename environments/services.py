@@ -31,7 +31,7 @@ from projects import audit
 from projects.models import Project, Role
 from projects.permissions import require_change_environment, require_pin, require_role, require_staff
 
-from . import freeze, rules, signals
+from . import fields, freeze, rules, signals
 from .models import (
     PROMOTABLE_KINDS,
     Approval,
@@ -194,6 +194,22 @@ def cluster_delete(*, cluster: Cluster, actor=None) -> None:
             )
         entry.describe(before=_cluster_summary(cluster))
         cluster.delete()
+
+
+def credentials_rotate(*, check: bool = False, actor=None) -> fields.Rotation:
+    """Re-encrypt under the first credentials key what older keys encrypted (fields.rotate;
+    staff). One transaction with its audit entry, which counts by field and holds no value;
+    a `check` writes nothing and records nothing."""
+    with audit.attempt("credentials.rotate", actor=actor, target_type="credentials",
+                       target_repr="HOIST_CREDENTIALS_KEY") as entry:
+        require_staff(actor, "rotate credentials")
+        found = fields.rotate(check=check)
+        if check:
+            entry.skip()
+        else:
+            entry.describe(changes={"rotated": found.rotated,
+                                    "unreadable": {name: len(ids) for name, ids in found.unreadable.items()}})
+    return found
 
 
 # --- registries ------------------------------------------------------------------------------

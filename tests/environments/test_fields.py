@@ -150,3 +150,39 @@ def test_a_value_saved_during_rotation_is_not_overwritten(cluster_a, settings, m
     found = fields.rotate()
     assert found.pending == 0 and found.current["environments.Cluster.token"] == 1
     assert Cluster.objects.get(pk=cluster_a.pk).token == "changed"
+
+
+def test_a_rotation_is_audited_with_counts_and_no_values(cluster_a, settings):
+    from django.core.management import call_command
+
+    from projects.models import AuditEntry
+
+    cluster_a.token = "s3cret-value-xyz"
+    cluster_a.save()
+    settings.HOIST_CREDENTIALS_KEYS = [Fernet.generate_key().decode(), *settings.HOIST_CREDENTIALS_KEYS]
+    before = AuditEntry.objects.filter(action="credentials.rotate").count()
+    with pytest.raises(Exception):
+        call_command("rotate_credentials", "--check", stdout=io.StringIO())
+    assert AuditEntry.objects.filter(action="credentials.rotate").count() == before  # a check writes nothing
+    call_command("rotate_credentials", stdout=io.StringIO())
+    entry = AuditEntry.objects.filter(action="credentials.rotate").latest("id")
+    assert (entry.via, entry.outcome, entry.target_repr) == ("command", "ok", "HOIST_CREDENTIALS_KEY")
+    assert entry.changes["rotated"]["environments.Cluster.token"] == 1 and entry.changes["unreadable"] == {}
+    assert "s3cret" not in str(entry.changes) and "fernet:" not in str(entry.changes)
+
+
+def test_only_staff_may_rotate_credentials(cluster_a, settings, django_user_model):
+    from django.core.exceptions import PermissionDenied
+
+    from environments import services
+    from projects.models import AuditEntry
+
+    cluster_a.token = "tok"
+    cluster_a.save()
+    stored = raw("environments_cluster", "token", cluster_a.pk)
+    settings.HOIST_CREDENTIALS_KEYS = [Fernet.generate_key().decode(), *settings.HOIST_CREDENTIALS_KEYS]
+    user = django_user_model.objects.create_user("dev-person", password="x")
+    with pytest.raises(PermissionDenied, match="Only staff operators may rotate credentials"):
+        services.credentials_rotate(actor=user)
+    assert raw("environments_cluster", "token", cluster_a.pk) == stored
+    assert AuditEntry.objects.filter(action="credentials.rotate").latest("id").outcome == "refused"

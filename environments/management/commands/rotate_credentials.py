@@ -9,7 +9,8 @@ removed from HOIST_CREDENTIALS_KEY. See docs/deploying.md.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from environments.fields import rotate
+from core import doors
+from environments import services
 
 
 class Command(BaseCommand):
@@ -20,7 +21,8 @@ class Command(BaseCommand):
                             help="only count the values not under the first key yet; change nothing (exit 1 if any)")
 
     def handle(self, *args, check: bool = False, **options):
-        found = rotate(check=check)
+        with doors.door("command"):
+            found = services.credentials_rotate(check=check)
         verb = "to re-encrypt" if check else "re-encrypted"
         for name in found.current:
             line = f"{name}: {found.current[name]} under the first key, {found.rotated[name]} {verb}"
